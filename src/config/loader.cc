@@ -1,0 +1,1 @@
+// implementation: see config.h

@@ -1,0 +1,1 @@
+// implementation: see parser.h

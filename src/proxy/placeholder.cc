@@ -1,0 +1,1 @@
+// proxy sources land here
