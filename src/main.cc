@@ -1,1 +1,100 @@
-int main() { return 0; }
+// tandem: command line (DESIGN §3). Everything else lives in the libraries.
+#include <signal.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+
+#include "config/config.h"
+#include "core/log.h"
+#include "proxy/server.h"
+
+namespace {
+
+using tandem::config::Config;
+
+int printErrors(const std::vector<tandem::config::ConfigError>& errors) {
+  for (const auto& e : errors) std::fprintf(stderr, "%s\n", e.text().c_str());
+  return 1;
+}
+
+int cmdCheck(const std::string& path) {
+  auto cfg = tandem::config::loadFile(path);
+  if (!cfg) return printErrors(cfg.error());
+  std::printf("%s: ok (%zu listener(s), %zu backend(s))\n", path.c_str(), cfg->listeners.size(),
+              cfg->backends.size());
+  return 0;
+}
+
+int cmdRun(const std::string& path) {
+  auto loaded = tandem::config::loadFile(path);
+  if (!loaded) return printErrors(loaded.error());
+  auto cfg = std::make_shared<const Config>(std::move(*loaded));
+
+  // Signals are taken synchronously by this thread; workers inherit the blocked mask.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto server = std::make_unique<tandem::proxy::Server>();
+  if (auto r = server->start(cfg); !r) {
+    tandem::log::error("cannot start: {}", r.error().message);
+    return 1;
+  }
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&set, &sig) != 0) continue;
+    if (sig == SIGHUP) {
+      tandem::log::warn("SIGHUP: live reload is not implemented yet; config unchanged");
+      continue;
+    }
+    tandem::log::info("signal {}: draining (up to {} ms)", sig, cfg->drain_timeout.count());
+    bool clean = server->drain(cfg->drain_timeout);
+    if (!clean) {
+      tandem::log::warn("drain timeout reached with requests still open; exiting");
+      std::fflush(stderr);
+      std::_Exit(0);
+    }
+    tandem::log::info("drained; bye");
+    return 0;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Tandem: a high-availability HTTP/TCP load balancer"};
+  app.require_subcommand(1);
+  std::string config_path;
+  std::string log_format = "text";
+  std::string log_level = "info";
+  auto* run = app.add_subcommand("run", "run in the foreground");
+  run->add_option("-c,--config", config_path, "config file")->required();
+  run->add_option("--log-format", log_format, "text or json")
+      ->check(CLI::IsMember({"text", "json"}));
+  run->add_option("--log-level", log_level, "debug, info, warn, error")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}));
+  auto* check = app.add_subcommand("check", "validate a config file");
+  check->add_option("-c,--config", config_path, "config file")->required();
+  app.add_subcommand("version", "print the version");
+  CLI11_PARSE(app, argc, argv);
+
+  if (app.got_subcommand("version")) {
+    std::printf("tandem %s\n", TANDEM_VERSION);
+    return 0;
+  }
+  if (app.got_subcommand("check")) return cmdCheck(config_path);
+  tandem::log::setJson(log_format == "json");
+  using L = tandem::log::Level;
+  tandem::log::setLevel(log_level == "debug" ? L::kDebug
+                        : log_level == "warn" ? L::kWarn
+                        : log_level == "error" ? L::kError
+                                               : L::kInfo);
+  return cmdRun(config_path);
+}

@@ -1,1 +1,0 @@
-// proxy sources land here

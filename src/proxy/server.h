@@ -1,0 +1,34 @@
+#pragma once
+// The data plane of one process: binds every listener once per worker (SO_REUSEPORT), then runs
+// the workers. Binding happens up front on the calling thread so that a port in use is reported
+// before anything starts.
+#include <memory>
+#include <vector>
+
+#include "config/config.h"
+#include "core/error.h"
+#include "proxy/worker.h"
+
+namespace tandem::proxy {
+
+class Server {
+ public:
+  Server();
+  ~Server();
+
+  Result<void> start(std::shared_ptr<const config::Config> cfg);
+  // Stops accepting and lets in-flight requests finish; returns true if all workers finished
+  // within `timeout`.
+  bool drain(config::Duration timeout);
+  size_t workerCount() const { return workers_.size(); }
+
+ private:
+  std::shared_ptr<const config::Config> cfg_;
+  std::vector<std::unique_ptr<ListenerShared>> listeners_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+};
+
+// workers: auto -> one per online CPU.
+unsigned resolveWorkerCount(uint32_t configured);
+
+}  // namespace tandem::proxy

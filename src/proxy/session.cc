@@ -1,0 +1,728 @@
+#include "proxy/session.h"
+
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "core/log.h"
+#include "proxy/rewrite.h"
+
+namespace tandem::proxy {
+namespace {
+
+constexpr size_t kMaxResponseHead = 64 * 1024;
+constexpr int64_t kLingerMs = 2000;
+constexpr int kMaxAttempts = 8;
+
+bool wouldBlock(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
+
+// Reads once into `b` (at least 4 KiB of room). Returns bytes, 0 on EOF, -1 on EAGAIN, -2 on error.
+// A short read means the socket was drained at that instant, so with edge-triggered epoll the next
+// arrival raises a new event and `ready` may be cleared without waiting for EAGAIN.
+// A peer that has sent FIN (`hup`) gets no further edge, so then only EAGAIN or EOF clears `ready`.
+ssize_t readSome(int fd, Buffer& b, bool& ready, bool hup) {
+  if (b.writable() < 4096) b.prepare(4096);
+  char* p = b.prepare(1);
+  size_t room = b.writable();
+  ssize_t n = ::read(fd, p, room);
+  if (n > 0) {
+    b.commit(static_cast<size_t>(n));
+    if (static_cast<size_t>(n) < room && !hup) ready = false;
+    return n;
+  }
+  if (n == 0) return 0;
+  if (wouldBlock(errno) || errno == EINTR) {
+    ready = false;
+    return -1;
+  }
+  return -2;
+}
+
+// Writes `a` then the first `blen` bytes of `b`. Returns bytes written, -1 on EAGAIN, -2 on error.
+ssize_t writeTwo(int fd, std::string_view a, std::string_view b, bool& ready) {
+  iovec iov[2];
+  int cnt = 0;
+  if (!a.empty()) iov[cnt++] = {const_cast<char*>(a.data()), a.size()};
+  if (!b.empty()) iov[cnt++] = {const_cast<char*>(b.data()), b.size()};
+  if (cnt == 0) return 0;
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = cnt;
+  ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+  if (n >= 0) {
+    if (static_cast<size_t>(n) < a.size() + b.size()) ready = false;
+    return n;
+  }
+  if (wouldBlock(errno) || errno == EINTR) {
+    ready = false;
+    return -1;
+  }
+  return -2;
+}
+
+}  // namespace
+
+void BodyFramer::start(http::BodyKind k, uint64_t content_length) {
+  kind = k;
+  remaining = content_length;
+  chunked.reset();
+  error = false;
+  done = k == http::BodyKind::kNone || (k == http::BodyKind::kContentLength && content_length == 0);
+}
+
+size_t BodyFramer::admit(std::string_view avail) {
+  if (done || avail.empty()) return 0;
+  switch (kind) {
+    case http::BodyKind::kNone:
+      return 0;
+    case http::BodyKind::kContentLength: {
+      size_t n = static_cast<size_t>(std::min<uint64_t>(remaining, avail.size()));
+      remaining -= n;
+      done = remaining == 0;
+      return n;
+    }
+    case http::BodyKind::kChunked: {
+      auto step = chunked.feed(avail);
+      if (step.error) {
+        error = true;
+        return 0;
+      }
+      done = step.done;
+      return step.consumed;
+    }
+    case http::BodyKind::kUntilClose:
+      return avail.size();
+  }
+  return 0;
+}
+
+Session::Session(Worker& w, ListenerShared& ls, int fd, const SockAddr& peer)
+    : w_(w),
+      ls_(ls),
+      cfg_(*ls.cfg),
+      be_(w.backend(ls.backend_index)),
+      fd_(fd),
+      client_ip_(ipText(peer)),
+      peer_(peer),
+      in_(w.pool()),
+      out_(w.pool()),
+      client_timer_(this, kClientTimer),
+      up_timer_(this, kUpstreamTimer),
+      tcp_(ls.cfg->mode == config::ListenerMode::kTcp),
+      up_out_(w.pool()) {}
+
+Session::~Session() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void Session::start() {
+  w_.loop().add(fd_, this);
+  w_.sessionOpened(this);
+  if (tcp_) {
+    hash_ = balance::hash64(ipBytes(peer_));
+    phase_ = Phase::kTunnel;
+    armClient(ClientTimer::kIdle);
+    if (!connectUpstream()) {
+      closeNow();
+      return;
+    }
+  } else {
+    armClient(ClientTimer::kHeader);
+  }
+  drive();
+}
+
+void Session::onIo(uint32_t events) {
+  if (phase_ == Phase::kClosed) return;
+  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c_readable_ = true;
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c_hup_ = true;
+  if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) c_writable_ = true;
+  drive();
+}
+
+void Session::onUpstreamIo(uint32_t) {
+  if (phase_ == Phase::kClosed) return;
+  drive();
+}
+
+void Session::drainNow() {
+  if (phase_ == Phase::kHead && in_.empty()) closeNow();
+}
+
+void Session::armClient(ClientTimer kind) {
+  client_timer_kind_ = kind;
+  switch (kind) {
+    case ClientTimer::kNone:
+      client_timer_.cancel();
+      break;
+    case ClientTimer::kHeader:
+      client_timer_.arm(w_.loop().timers(cfg_.limits.header_timeout.count()));
+      break;
+    case ClientTimer::kIdle:
+      client_timer_.arm(w_.loop().timers(cfg_.limits.idle_timeout.count()));
+      break;
+    case ClientTimer::kLinger:
+      client_timer_.arm(w_.loop().timers(kLingerMs));
+      break;
+  }
+}
+
+void Session::onTimer(int tag) {
+  if (phase_ == Phase::kClosed) return;
+  if (tag == kClientTimer) {
+    switch (phase_) {
+      case Phase::kHead:
+        if (in_.empty() && client_timer_kind_ == ClientTimer::kIdle) {
+          closeNow();  // idle keep-alive connection
+        } else {
+          respond(408);
+        }
+        break;
+      case Phase::kTunnel:
+        closeNow();  // idle tunnel
+        break;
+      case Phase::kClosing:
+      case Phase::kExchange:
+      case Phase::kClosed:
+        closeNow();
+        break;
+    }
+  } else {
+    if (up_ && !up_->connected) {
+      onConnectFailed();
+    } else if (phase_ == Phase::kExchange && !resp_sent_any_) {
+      respond(504);
+    } else {
+      closeNow();
+    }
+  }
+  drive();
+}
+
+int Session::readClient() {
+  ssize_t n = readSome(fd_, in_, c_readable_, c_hup_);
+  if (n == 0 || n == -2) {
+    c_eof_ = true;
+    c_readable_ = false;
+    return 0;
+  }
+  return static_cast<int>(n);
+}
+
+void Session::drive() {
+  bool progress = true;
+  while (progress) {
+    switch (phase_) {
+      case Phase::kHead:
+        progress = stepHead();
+        break;
+      case Phase::kExchange:
+        progress = stepExchange();
+        break;
+      case Phase::kTunnel:
+        progress = stepTunnel();
+        break;
+      case Phase::kClosing:
+        progress = stepClosing();
+        break;
+      case Phase::kClosed:
+        return;
+    }
+  }
+}
+
+// ---- request head ----------------------------------------------------------------------------
+
+bool Session::stepHead() {
+  if (!in_.empty()) {
+    http::RequestHead& req = w_.scratch_request;
+    auto r = http::parseRequestHead(in_.view(), cfg_.limits.max_header_bytes, req_state_, req);
+    if (r.status == http::ParseStatus::kDone) {
+      startRequest();
+      return true;
+    }
+    if (r.status == http::ParseStatus::kError) {
+      log::debug("rejected request from {}: {}", client_ip_, http::describe(r.error));
+      respond(http::statusFor(r.error));
+      return true;
+    }
+  }
+  if (c_eof_) {
+    closeNow();
+    return false;
+  }
+  if (!c_readable_) return false;
+  bool was_empty = in_.empty();
+  int n = readClient();
+  if (n > 0 && was_empty && client_timer_kind_ == ClientTimer::kIdle) {
+    armClient(ClientTimer::kHeader);  // the next request's head starts now
+  }
+  return n != -1;
+}
+
+void Session::startRequest() {
+  const http::RequestHead& req = w_.scratch_request;
+  ++w_.counters().requests;
+  client_http10_ = req.version_minor == 0;
+  req_keep_alive_ = req.keep_alive;
+  method_ = req.method;
+  upgrade_ = req.connection_upgrade && !req.upgrade.empty();
+  const uint64_t max_body = cfg_.limits.max_body_bytes;
+  if (max_body && req.body == http::BodyKind::kContentLength && req.content_length > max_body) {
+    respond(413);
+    return;
+  }
+  req_body_.start(req.body, req.content_length);
+  up_out_.clear();
+  up_out_sent_ = 0;
+  writeRequestHead(req, {client_ip_, upgrade_}, up_out_);
+  if (be_.hashed) {
+    std::string_view key = hashKeyOf(req, be_.cfg->hash_key, ipBytes(peer_));
+    hash_ = key.empty() ? w_.rng()() : balance::hash64(key);
+  }
+  in_.consume(req.head_length);  // `req` points into in_: not used past this line
+  req_state_ = {};
+  resetExchange();
+  armClient(ClientTimer::kNone);
+  phase_ = Phase::kExchange;
+  if (!connectUpstream()) respond(503);
+}
+
+void Session::resetExchange() {
+  tried_ = {};
+  attempts_ = 0;
+  req_pending_ = 0;
+  resp_state_ = {};
+  resp_body_ = {};
+  resp_pending_ = 0;
+  resp_bytes_ = 0;
+  resp_head_done_ = false;
+  resp_sent_any_ = false;
+  must_close_ = false;
+  resp_keep_alive_ = false;
+  status_ = 0;
+}
+
+// ---- upstream selection and connection ------------------------------------------------------
+
+bool Session::connectUpstream() {
+  while (attempts_++ < kMaxAttempts) {
+    int s = w_.pickServer(be_, hash_, tried_);
+    if (s < 0) return false;
+    ServerRt& srv = be_.servers[s];
+    UpstreamConn* c = w_.takeIdle(srv);
+    if (!c) {
+      auto fd = connectNonBlocking(srv.addr);
+      if (!fd) {
+        w_.markConnectFailure(be_, s);
+        if (s < 64) tried_.tried |= 1ull << s;
+        continue;
+      }
+      c = new UpstreamConn(w_, be_, s, *fd);
+      ++srv.open_conns;
+      ++w_.counters().upstream_connects;
+      up_timer_.arm(w_.loop().timers(be_.cfg->limits.connect_timeout.count()));
+    } else {
+      c->reused = true;
+      ++w_.counters().upstream_reuses;
+      up_timer_.arm(w_.loop().timers(
+          (tcp_ ? cfg_.limits.idle_timeout : be_.cfg->limits.timeout).count()));
+    }
+    up_ = c;
+    server_ = s;
+    c->setOwner(this);
+    w_.requestStarted(be_, s);
+    return true;
+  }
+  return false;
+}
+
+void Session::detachUpstream(bool reusable) {
+  if (!up_) return;
+  up_timer_.cancel();
+  w_.requestFinished(be_, server_);
+  if (reusable) {
+    up_->setOwner(nullptr);
+    up_->reused = false;
+    w_.putIdle(up_);
+  } else {
+    up_->close();
+  }
+  up_ = nullptr;
+  up_shut_ = false;
+}
+
+bool Session::checkConnected() {
+  if (!up_->writable) return false;
+  int err = socketError(up_->fd());
+  if (err != 0) {
+    onConnectFailed();
+    return true;
+  }
+  up_->connected = true;
+  up_timer_.arm(w_.loop().timers(
+      (tcp_ ? cfg_.limits.idle_timeout : be_.cfg->limits.timeout).count()));
+  return true;
+}
+
+void Session::onConnectFailed() {
+  int s = server_;
+  ++w_.counters().connect_failures;
+  w_.markConnectFailure(be_, s);
+  detachUpstream(false);
+  if (s < 64) tried_.tried |= 1ull << s;
+  // Nothing reached the backend, so trying another server is always safe.
+  if (connectUpstream()) return;
+  if (tcp_) {
+    closeNow();
+  } else {
+    respond(502);
+  }
+}
+
+void Session::onUpstreamBroken() {
+  // A reused keep-alive connection that the backend closed before answering is the classic race;
+  // a request without a body whose head we still hold is replayed on another connection.
+  bool replay = up_ && up_->reused && resp_bytes_ == 0 && req_body_.kind == http::BodyKind::kNone &&
+                up_out_.size() > 0 && !resp_sent_any_;
+  detachUpstream(false);
+  if (replay) {
+    up_out_sent_ = 0;
+    if (connectUpstream()) return;
+  }
+  if (!resp_sent_any_) {
+    respond(502);
+  } else {
+    closeNow();
+  }
+}
+
+// ---- exchange -----------------------------------------------------------------------------
+
+bool Session::stepExchange() {
+  if (!up_) return false;
+  if (!up_->connected) return checkConnected();
+  bool p = pumpRequest();
+  if (phase_ != Phase::kExchange || !up_) return true;
+  p |= pumpResponse();
+  if (phase_ != Phase::kExchange || !up_) return true;
+  bool response_complete = resp_head_done_ && resp_body_.done && resp_pending_ == 0 && out_.empty();
+  if (response_complete) {
+    finishExchange();
+    return true;
+  }
+  return p;
+}
+
+bool Session::pumpRequest() {
+  bool p = false;
+  if (!req_body_.done && in_.size() > req_pending_) {
+    size_t k = req_body_.admit(in_.view().substr(req_pending_));
+    if (req_body_.error) {
+      must_close_ = true;
+      if (!resp_sent_any_) {
+        respond(400);
+      } else {
+        closeNow();
+      }
+      return true;
+    }
+    const uint64_t max_body = cfg_.limits.max_body_bytes;
+    if (max_body && req_body_.chunked.dataBytes() > max_body) {
+      if (!resp_sent_any_) {
+        respond(413);
+      } else {
+        closeNow();
+      }
+      return true;
+    }
+    req_pending_ += k;
+    p |= k > 0;
+  }
+  size_t head_left = up_out_.size() - up_out_sent_;
+  if (up_->writable && (head_left > 0 || req_pending_ > 0)) {
+    std::string_view head(up_out_.data() + up_out_sent_, head_left);
+    ssize_t n = writeTwo(up_->fd(), head, in_.view().substr(0, req_pending_), up_->writable);
+    if (n == -2) {
+      onUpstreamBroken();
+      return true;
+    }
+    if (n > 0) {
+      size_t from_head = std::min(static_cast<size_t>(n), head_left);
+      up_out_sent_ += from_head;
+      size_t from_body = static_cast<size_t>(n) - from_head;
+      in_.consume(from_body);
+      req_pending_ -= from_body;
+      p = true;
+    }
+  }
+  if (!req_body_.done && c_readable_ && !c_eof_ && in_.size() < BufferPool::kChunk) {
+    int n = readClient();
+    if (n > 0) {
+      up_timer_.arm(w_.loop().timers(be_.cfg->limits.timeout.count()));
+      p = true;
+    } else if (n == 0) {
+      closeNow();  // the client went away in the middle of its request body
+      return true;
+    }
+  }
+  return p;
+}
+
+bool Session::flushClient(bool with_body) {
+  std::string_view body;
+  if (with_body && up_) body = up_->in().view().substr(0, resp_pending_);
+  if (!c_writable_ || (out_.empty() && body.empty())) return false;
+  ssize_t n = writeTwo(fd_, out_.view(), body, c_writable_);
+  if (n == -2) {
+    closeNow();  // the client is gone
+    return true;
+  }
+  if (n <= 0) return false;
+  size_t from_out = std::min(static_cast<size_t>(n), out_.size());
+  out_.consume(from_out);
+  size_t from_body = static_cast<size_t>(n) - from_out;
+  if (from_body) {
+    up_->in().consume(from_body);
+    resp_pending_ -= from_body;
+  }
+  resp_sent_any_ = true;
+  return true;
+}
+
+bool Session::pumpResponse() {
+  bool p = flushClient(true);
+  if (phase_ != Phase::kExchange || !up_) return true;
+  Buffer& in = up_->in();
+  size_t cap = resp_head_done_ ? BufferPool::kChunk : kMaxResponseHead;
+  if (up_->readable && !up_->eof && in.size() < cap) {
+    ssize_t n = readSome(up_->fd(), in, up_->readable, up_->hup);
+    if (n > 0) {
+      resp_bytes_ += static_cast<uint64_t>(n);
+      up_timer_.arm(w_.loop().timers(be_.cfg->limits.timeout.count()));
+      p = true;
+    } else if (n == 0 || n == -2) {
+      up_->eof = true;
+      up_->readable = false;
+      p = true;
+    }
+  }
+  while (!resp_head_done_ && !in.empty()) {
+    http::ResponseHead& resp = w_.scratch_response;
+    auto r = http::parseResponseHead(in.view(), kMaxResponseHead, method_, resp_state_, resp);
+    if (r.status == http::ParseStatus::kIncomplete) break;
+    if (r.status == http::ParseStatus::kError) {
+      log::debug("invalid response from {}: {}", be_.servers[server_].cfg->name,
+                 http::describe(r.error));
+      detachUpstream(false);
+      if (!resp_sent_any_) {
+        respond(502);
+      } else {
+        closeNow();
+      }
+      return true;
+    }
+    resp_state_ = {};
+    p = true;
+    if (resp.status >= 100 && resp.status < 200 && resp.status != 101) {
+      // Interim responses (100 Continue, 103) are relayed as they are; HTTP/1.0 clients get none.
+      if (!client_http10_) out_.append(in.view().substr(0, resp.head_length));
+      in.consume(resp.head_length);
+      continue;
+    }
+    status_ = resp.status;
+    if (resp.status / 100 < 6) ++w_.counters().responses[resp.status / 100];
+    up_out_.clear();  // the request can no longer be replayed
+    up_out_sent_ = 0;
+    if (resp.status == 101 && upgrade_) {
+      writeResponseHead(in.view(), resp, {false, client_http10_, true}, out_);
+      in.consume(resp.head_length);
+      resp_head_done_ = true;
+      armClient(ClientTimer::kIdle);
+      up_timer_.cancel();
+      phase_ = Phase::kTunnel;
+      return true;
+    }
+    resp_body_.start(resp.body, resp.content_length);
+    // The client connection cannot outlive a response delimited by close, a request body we did
+    // not finish reading, or a drain.
+    if (resp.body == http::BodyKind::kUntilClose || !req_body_.done || !req_keep_alive_ ||
+        w_.draining()) {
+      must_close_ = true;
+    }
+    writeResponseHead(in.view(), resp, {must_close_, client_http10_, false}, out_);
+    in.consume(resp.head_length);
+    resp_head_done_ = true;
+    resp_keep_alive_ = resp.keep_alive;
+  }
+  if (!resp_head_done_) {
+    if (in.size() >= kMaxResponseHead) {
+      detachUpstream(false);
+      respond(502);
+      return true;
+    }
+    if (up_->eof) {
+      onUpstreamBroken();
+      return true;
+    }
+    return p;
+  }
+  if (!resp_body_.done && in.size() > resp_pending_) {
+    size_t k = resp_body_.admit(in.view().substr(resp_pending_));
+    if (resp_body_.error) {
+      closeNow();  // the head already went out; cutting the connection is the only signal left
+      return true;
+    }
+    resp_pending_ += k;
+    p |= k > 0;
+  }
+  if (up_->eof && !resp_body_.done) {
+    if (resp_body_.kind == http::BodyKind::kUntilClose) {
+      resp_body_.done = true;
+    } else if (resp_pending_ == 0) {
+      closeNow();  // truncated response
+      return true;
+    }
+  }
+  if (resp_pending_ > 0 || !out_.empty()) p |= flushClient(true);
+  return p;
+}
+
+void Session::finishExchange() {
+  bool req_complete = req_body_.done && req_pending_ == 0 && up_out_sent_ >= up_out_.size();
+  UpstreamConn* u = up_;
+  bool reusable = req_complete && u->in().empty() && !u->eof &&
+                  resp_body_.kind != http::BodyKind::kUntilClose && resp_keep_alive_;
+  detachUpstream(reusable);
+  up_out_.clear();
+  up_out_sent_ = 0;
+  if (must_close_ || !req_complete || !req_keep_alive_ || w_.draining()) {
+    closeNow();
+    return;
+  }
+  phase_ = Phase::kHead;
+  in_.releaseIfEmpty();
+  out_.releaseIfEmpty();
+  armClient(in_.empty() ? ClientTimer::kIdle : ClientTimer::kHeader);
+}
+
+// ---- tunnel (TCP mode, Upgrade) -----------------------------------------------------------
+
+bool Session::stepTunnel() {
+  if (!up_) return false;
+  if (!up_->connected) return checkConnected();
+  bool p = false;
+  // client -> backend
+  if (!in_.empty() && up_->writable) {
+    ssize_t n = writeTwo(up_->fd(), {}, in_.view(), up_->writable);
+    if (n == -2) {
+      closeNow();
+      return true;
+    }
+    if (n > 0) {
+      in_.consume(static_cast<size_t>(n));
+      p = true;
+    }
+  }
+  if (in_.empty() && c_eof_ && !up_shut_) {
+    ::shutdown(up_->fd(), SHUT_WR);  // half-close travels on
+    up_shut_ = true;
+    p = true;
+  }
+  if (c_readable_ && !c_eof_ && in_.size() < BufferPool::kChunk) {
+    int n = readClient();
+    if (n != -1) p = true;
+  }
+  // backend -> client
+  Buffer& uin = up_->in();
+  if ((!out_.empty() || !uin.empty()) && c_writable_) {
+    ssize_t n = writeTwo(fd_, out_.view(), uin.view(), c_writable_);
+    if (n == -2) {
+      closeNow();
+      return true;
+    }
+    if (n > 0) {
+      size_t from_out = std::min(static_cast<size_t>(n), out_.size());
+      out_.consume(from_out);
+      uin.consume(static_cast<size_t>(n) - from_out);
+      p = true;
+    }
+  }
+  if (up_->readable && !up_->eof && uin.size() < BufferPool::kChunk) {
+    ssize_t n = readSome(up_->fd(), uin, up_->readable, up_->hup);
+    if (n == 0 || n == -2) {
+      up_->eof = true;
+      up_->readable = false;
+    }
+    if (n != -1) p = true;
+  }
+  if (uin.empty() && out_.empty() && up_->eof && !c_shut_) {
+    ::shutdown(fd_, SHUT_WR);
+    c_shut_ = true;
+    p = true;
+  }
+  if (c_shut_ && up_shut_) {
+    closeNow();
+    return false;
+  }
+  if (p) armClient(ClientTimer::kIdle);
+  return p;
+}
+
+// ---- generated responses and closing ------------------------------------------------------
+
+void Session::respond(int status) {
+  detachUpstream(false);
+  if (status / 100 < 6) ++w_.counters().responses[status / 100];
+  out_.append(errorResponse(status));
+  in_.clear();  // nothing more of this connection is read as a request
+  phase_ = Phase::kClosing;
+  armClient(ClientTimer::kLinger);
+}
+
+bool Session::stepClosing() {
+  bool p = false;
+  if (!out_.empty()) {
+    p = flushClient(false);
+    if (phase_ != Phase::kClosing) return false;
+    if (!out_.empty()) return p;
+  }
+  if (!c_shut_) {
+    // Lingering close: stop sending, then drain what the client still sends for a moment, so
+    // that our close does not turn into a reset that destroys the response in flight.
+    ::shutdown(fd_, SHUT_WR);
+    c_shut_ = true;
+    p = true;
+  }
+  while (c_readable_ && !c_eof_) {
+    readClient();
+    in_.clear();
+  }
+  if (c_eof_) {
+    closeNow();
+    return false;
+  }
+  return p;
+}
+
+void Session::closeNow() {
+  if (phase_ == Phase::kClosed) return;
+  phase_ = Phase::kClosed;
+  client_timer_.cancel();
+  detachUpstream(false);
+  w_.loop().remove(fd_);
+  ::close(fd_);
+  fd_ = -1;
+  in_.clear();
+  out_.clear();
+  up_out_.clear();
+  ls_.connections.fetch_sub(1, std::memory_order_relaxed);
+  w_.sessionClosed(this);
+  w_.loop().destroyLater(std::unique_ptr<Deferred>(this));
+}
+
+}  // namespace tandem::proxy

@@ -1,0 +1,124 @@
+#pragma once
+// One client connection on a worker: the HTTP/1.1 exchange loop (head -> upstream -> response,
+// repeated for keep-alive and pipelined requests) and the byte tunnel used by TCP listeners and by
+// HTTP Upgrade after a 101.
+//
+// Everything is driven from drive(), which makes all progress the current readiness flags allow;
+// the epoll callbacks only record readiness (edge-triggered) and call drive(). Bodies are streamed:
+// bytes are validated by a framer (Content-Length or chunked) and written straight from the buffer
+// they were read into, never buffered whole.
+#include <cstdint>
+#include <string>
+
+#include "core/buffer.h"
+#include "core/event_loop.h"
+#include "core/socket.h"
+#include "http/parser.h"
+#include "proxy/upstream.h"
+#include "proxy/worker.h"
+
+namespace tandem::proxy {
+
+// Knows where the body of one message ends (Content-Length count-down or chunked decoding).
+struct BodyFramer {
+  http::BodyKind kind = http::BodyKind::kNone;
+  uint64_t remaining = 0;
+  http::ChunkedDecoder chunked;
+  bool done = true;
+  bool error = false;
+
+  void start(http::BodyKind k, uint64_t content_length);
+  // How many bytes at the front of `avail` belong to the body.
+  size_t admit(std::string_view avail);
+};
+
+class Session final : public IoHandler, public TimerHandler, public UpstreamOwner, public Deferred {
+ public:
+  Session(Worker& w, ListenerShared& ls, int fd, const SockAddr& peer);
+  ~Session() override;
+
+  void start();
+  void onIo(uint32_t events) override;
+  void onTimer(int tag) override;
+  void onUpstreamIo(uint32_t events) override;
+  // Worker is draining: an idle keep-alive connection closes now, a busy one after its response.
+  void drainNow();
+
+  size_t worker_index = 0;  // position in the worker's session list
+
+ private:
+  enum class Phase : uint8_t { kHead, kExchange, kTunnel, kClosing, kClosed };
+  enum TimerTag { kClientTimer = 1, kUpstreamTimer = 2 };
+  enum class ClientTimer : uint8_t { kNone, kHeader, kIdle, kLinger };
+
+  void drive();
+  bool stepHead();
+  bool stepExchange();
+  bool stepTunnel();
+  bool stepClosing();
+
+  void startRequest();
+  bool connectUpstream();  // picks a server and attaches a connection; false if none can be had
+  bool checkConnected();   // true if progress; handles connect failure
+  void onConnectFailed();
+  void onUpstreamBroken();  // reset/EOF/EPIPE before the response completed
+  bool pumpRequest();
+  bool pumpResponse();
+  bool flushClient(bool with_body);
+  void finishExchange();
+  void resetExchange();
+  void detachUpstream(bool reusable);
+
+  void respond(int status);  // generated response, then lingering close
+  void closeNow();
+  void armClient(ClientTimer kind);
+  int readClient();  // >0 bytes, 0 EOF, -1 would block / error (sets flags)
+
+  Worker& w_;
+  ListenerShared& ls_;
+  const config::Listener& cfg_;
+  BackendRt& be_;
+  int fd_;
+  std::string client_ip_;
+  SockAddr peer_;
+  Buffer in_;   // bytes from the client
+  Buffer out_;  // bytes we generate for the client (response heads, error pages)
+  Timer client_timer_;
+  Timer up_timer_;
+  Phase phase_ = Phase::kHead;
+  ClientTimer client_timer_kind_ = ClientTimer::kNone;
+  bool c_readable_ = false;
+  bool c_writable_ = true;
+  bool c_eof_ = false;
+  bool c_hup_ = false;  // the client sent FIN (or the socket failed)
+  bool c_shut_ = false;  // we shut down our write side to the client
+  bool tcp_ = false;
+
+  // Current exchange.
+  http::ParseState req_state_;
+  http::ParseState resp_state_;
+  UpstreamConn* up_ = nullptr;
+  int server_ = -1;
+  PickExclusions tried_;
+  uint64_t hash_ = 0;
+  int attempts_ = 0;
+  Buffer up_out_;          // rewritten request head for the backend (kept until a response byte)
+  size_t up_out_sent_ = 0;
+  BodyFramer req_body_;
+  size_t req_pending_ = 0;  // admitted request body bytes at the front of in_
+  BodyFramer resp_body_;
+  size_t resp_pending_ = 0;  // admitted response body bytes at the front of up_->in()
+  uint64_t resp_bytes_ = 0;  // response bytes received from the backend
+  bool resp_head_done_ = false;
+  bool resp_sent_any_ = false;  // something of a response went to the client
+  bool up_shut_ = false;        // tunnel: we shut down our write side to the backend
+  bool must_close_ = false;
+  bool resp_keep_alive_ = false;  // the backend keeps its connection open after this response
+  bool req_keep_alive_ = true;
+  bool client_http10_ = false;
+  bool upgrade_ = false;
+  http::Method method_ = http::Method::kGet;
+  int status_ = 0;
+};
+
+}  // namespace tandem::proxy

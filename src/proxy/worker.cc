@@ -1,0 +1,239 @@
+#include "proxy/worker.h"
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "core/log.h"
+#include "proxy/session.h"
+#include "proxy/upstream.h"
+
+namespace tandem::proxy {
+namespace {
+constexpr int64_t kConnectFailureHoldMs = 2000;  // until health checks own this decision
+constexpr int64_t kAcceptBackoffMs = 100;        // after EMFILE/ENFILE
+}  // namespace
+
+// Accepts connections on this worker's SO_REUSEPORT socket for one listener.
+class Worker::Acceptor final : public IoHandler, public TimerHandler {
+ public:
+  Acceptor(Worker& w, ListenerShared& ls, int fd) : w_(w), ls_(ls), fd_(fd), backoff_(this, 0) {
+    w_.loop().add(fd_, this, EPOLLIN | EPOLLET);
+  }
+  ~Acceptor() { stop(); }
+
+  void stop() {
+    if (fd_ < 0) return;
+    backoff_.cancel();
+    w_.loop().remove(fd_);
+    ::close(fd_);
+    fd_ = -1;
+  }
+
+  void onIo(uint32_t) override { acceptAll(); }
+  void onTimer(int) override { acceptAll(); }
+
+ private:
+  void acceptAll() {
+    while (fd_ >= 0) {
+      SockAddr peer;
+      peer.len = sizeof peer.ss;
+      int c = ::accept4(fd_, peer.get(), &peer.len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (c < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          // Out of descriptors: pause instead of spinning on a socket that stays readable.
+          log::warn("listener {}: accept: {}; pausing {} ms", ls_.cfg->name, strerror(errno),
+                    kAcceptBackoffMs);
+          backoff_.arm(w_.loop().timers(kAcceptBackoffMs));
+        }
+        return;
+      }
+      if (ls_.connections.fetch_add(1, std::memory_order_relaxed) >= ls_.cfg->limits.max_connections) {
+        ls_.connections.fetch_sub(1, std::memory_order_relaxed);
+        ::close(c);
+        continue;
+      }
+      setNoDelay(c);
+      ++w_.counters().connections;
+      auto* s = new Session(w_, ls_, c, peer);
+      s->start();
+    }
+  }
+
+  Worker& w_;
+  ListenerShared& ls_;
+  int fd_;
+  Timer backoff_;
+};
+
+Worker::Worker(int id, std::shared_ptr<const config::Config> cfg,
+               std::vector<ListenerShared*> shared, std::vector<int> listen_fds, uint64_t seed)
+    : id_(id), cfg_(std::move(cfg)), rng_(seed) {
+  backends_.resize(cfg_->backends.size());
+  for (size_t bi = 0; bi < cfg_->backends.size(); ++bi) {
+    const config::Backend& bc = cfg_->backends[bi];
+    BackendRt& b = backends_[bi];
+    b.cfg = &bc;
+    b.hashed = balance::isHashAlgorithm(bc.balance);
+    b.servers.resize(bc.servers.size());
+    std::vector<balance::ServerSpec> specs[2];
+    for (size_t si = 0; si < bc.servers.size(); ++si) {
+      const config::Server& sc = bc.servers[si];
+      ServerRt& s = b.servers[si];
+      s.cfg = &sc;
+      auto addr = parseAddress(sc.address.host, sc.address.port);
+      if (addr) s.addr = *addr;  // validated by the config loader
+      s.group = sc.backup ? 1 : 0;
+      s.position = static_cast<int>(b.groups[s.group].members.size());
+      b.groups[s.group].members.push_back(static_cast<int>(si));
+      specs[s.group].push_back({sc.name, sc.weight});
+    }
+    balance::Options opts;
+    opts.ring_points_per_weight = bc.ring_points;
+    opts.maglev_table_size = bc.maglev_table_size;
+    for (int g = 0; g < 2; ++g) {
+      GroupRt& grp = b.groups[g];
+      grp.eligible.assign(grp.members.size(), 1);
+      grp.active.assign(grp.members.size(), 0);
+      if (grp.members.empty()) continue;
+      auto lb = balance::makeBalancer(bc.balance, specs[g], opts, &rng_);
+      if (!lb) {
+        log::error("backend {}: {}", bc.name, lb.error().message);
+        continue;  // validated by the config loader; cannot happen
+      }
+      grp.lb = std::move(*lb);
+    }
+  }
+  for (size_t i = 0; i < shared.size(); ++i) {
+    acceptors_.push_back(std::make_unique<Acceptor>(*this, *shared[i], listen_fds[i]));
+  }
+  loop_.setWakeHandler([this] {
+    if (drain_requested_.load() && !draining_) onDrain();
+  });
+}
+
+Worker::~Worker() {
+  acceptors_.clear();
+  // Sessions and upstream connections are owned by the loop's graveyard or closed by drain.
+  for (BackendRt& b : backends_) {
+    for (ServerRt& s : b.servers) {
+      for (UpstreamConn* c : s.idle) delete c;
+      s.idle.clear();
+    }
+  }
+}
+
+void Worker::start() {
+  thread_ = std::thread([this] {
+    log::debug("worker {} running", id_);
+    loop_.run();
+    log::debug("worker {} stopped", id_);
+  });
+}
+
+void Worker::drain() {
+  drain_requested_.store(true);
+  loop_.wake();
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::onDrain() {
+  draining_ = true;
+  for (auto& a : acceptors_) a->stop();
+  // Copy: drainNow() may close (and unlist) the session.
+  std::vector<Session*> copy = sessions_;
+  for (Session* s : copy) s->drainNow();
+  maybeFinish();
+}
+
+void Worker::maybeFinish() {
+  if (draining_ && sessions_.empty()) loop_.stop();
+}
+
+int Worker::pickServer(BackendRt& b, uint64_t hash, const PickExclusions& ex) {
+  const int64_t now = loop_.now();
+  for (int g = 0; g < 2; ++g) {
+    GroupRt& grp = b.groups[g];
+    if (!grp.lb) continue;
+    bool any = false;
+    for (size_t i = 0; i < grp.members.size(); ++i) {
+      int si = grp.members[i];
+      const ServerRt& s = b.servers[si];
+      bool ok = s.failed_until_ms <= now && !(si < 64 && (ex.tried >> si) & 1);
+      grp.eligible[i] = ok;
+      any |= ok;
+    }
+    if (!any) continue;
+    balance::PickContext ctx{hash, grp.eligible, grp.active};
+    int pos = grp.lb->pick(ctx);
+    if (pos >= 0) return grp.members[pos];
+  }
+  return -1;
+}
+
+void Worker::requestStarted(BackendRt& b, int server) {
+  ServerRt& s = b.servers[server];
+  ++b.groups[s.group].active[s.position];
+}
+
+void Worker::requestFinished(BackendRt& b, int server) {
+  ServerRt& s = b.servers[server];
+  --b.groups[s.group].active[s.position];
+}
+
+void Worker::markConnectFailure(BackendRt& b, int server) {
+  b.servers[server].failed_until_ms = loop_.now() + kConnectFailureHoldMs;
+}
+
+UpstreamConn* Worker::takeIdle(ServerRt& s) {
+  while (!s.idle.empty()) {
+    UpstreamConn* c = s.idle.back();
+    s.idle.pop_back();
+    if (!c->closed()) return c;
+  }
+  return nullptr;
+}
+
+void Worker::putIdle(UpstreamConn* c) {
+  ServerRt& s = c->backend().servers[c->server()];
+  if (draining_ || s.idle.size() >= c->backend().cfg->limits.max_idle_per_server) {
+    c->close();
+    return;
+  }
+  c->in().releaseIfEmpty();
+  s.idle.push_back(c);
+}
+
+void Worker::upstreamClosed(UpstreamConn* c) {
+  ServerRt& s = c->backend().servers[c->server()];
+  --s.open_conns;
+  for (size_t i = 0; i < s.idle.size(); ++i) {
+    if (s.idle[i] == c) {
+      s.idle[i] = s.idle.back();
+      s.idle.pop_back();
+      break;
+    }
+  }
+}
+
+void Worker::sessionOpened(Session* s) {
+  s->worker_index = sessions_.size();
+  sessions_.push_back(s);
+}
+
+void Worker::sessionClosed(Session* s) {
+  size_t i = s->worker_index;
+  if (i < sessions_.size() && sessions_[i] == s) {
+    sessions_[i] = sessions_.back();
+    sessions_[i]->worker_index = i;
+    sessions_.pop_back();
+  }
+  maybeFinish();
+}
+
+}  // namespace tandem::proxy

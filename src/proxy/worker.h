@@ -1,0 +1,130 @@
+#pragma once
+// A worker: one thread, one event loop, its own SO_REUSEPORT listeners, balancers, upstream
+// connection pools and counters. Nothing here is shared with other workers except the immutable
+// config and the per-listener connection counters (one atomic increment per accepted connection).
+#include <atomic>
+#include <memory>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "balance/balancer.h"
+#include "config/config.h"
+#include "core/buffer.h"
+#include "core/event_loop.h"
+#include "core/socket.h"
+#include "http/parser.h"
+
+namespace tandem::proxy {
+
+class Session;
+class UpstreamConn;
+class Worker;
+
+// Process-wide state of one listener, shared by the workers' sockets for it.
+struct ListenerShared {
+  const config::Listener* cfg = nullptr;
+  int backend_index = -1;
+  std::atomic<uint32_t> connections{0};
+};
+
+// One server of a backend, as seen by one worker.
+struct ServerRt {
+  const config::Server* cfg = nullptr;
+  SockAddr addr;
+  int group = 0;     // 0 = primaries, 1 = backups
+  int position = 0;  // index inside its group's arrays
+  uint32_t open_conns = 0;
+  int64_t failed_until_ms = 0;  // after a connect failure, skipped until then (this worker)
+  std::vector<UpstreamConn*> idle;  // keep-alive connections ready for reuse (LIFO)
+};
+
+// A balancing group (primaries or backups) with the arrays its Balancer reads.
+struct GroupRt {
+  std::vector<int> members;  // indices into BackendRt::servers
+  std::unique_ptr<balance::Balancer> lb;
+  std::vector<uint8_t> eligible;
+  std::vector<uint32_t> active;
+};
+
+struct BackendRt {
+  const config::Backend* cfg = nullptr;
+  std::vector<ServerRt> servers;
+  GroupRt groups[2];
+  bool hashed = false;
+};
+
+// Why a server may not be picked for this request (retries exclude servers already tried).
+struct PickExclusions {
+  uint64_t tried = 0;  // bit i = servers[i] already tried (first 64 servers)
+};
+
+struct WorkerCounters {
+  uint64_t connections = 0;
+  uint64_t requests = 0;
+  uint64_t responses[6] = {};  // by status class 1xx..5xx (index 1..5)
+  uint64_t upstream_connects = 0;
+  uint64_t upstream_reuses = 0;
+  uint64_t connect_failures = 0;
+};
+
+class Worker {
+ public:
+  Worker(int id, std::shared_ptr<const config::Config> cfg, std::vector<ListenerShared*> shared,
+         std::vector<int> listen_fds, uint64_t seed);
+  ~Worker();
+
+  void start();
+  // Thread-safe: stop accepting, let sessions finish, then end the thread.
+  void drain();
+  void join();
+
+  EventLoop& loop() { return loop_; }
+  BufferPool& pool() { return pool_; }
+  balance::Random& rng() { return rng_; }
+  WorkerCounters& counters() { return counters_; }
+  const config::Config& config() const { return *cfg_; }
+  bool draining() const { return draining_; }
+
+  // Picks a server of backend `b` for a request with key hash `hash`; -1 if none can take it.
+  int pickServer(BackendRt& b, uint64_t hash, const PickExclusions& ex);
+  BackendRt& backend(int i) { return backends_[i]; }
+
+  // In-flight accounting used by least_conn / p2c.
+  void requestStarted(BackendRt& b, int server);
+  void requestFinished(BackendRt& b, int server);
+  void markConnectFailure(BackendRt& b, int server);
+
+  // Upstream pool: an idle keep-alive connection to the server, or nullptr.
+  UpstreamConn* takeIdle(ServerRt& s);
+  void putIdle(UpstreamConn* c);
+  void upstreamClosed(UpstreamConn* c);
+
+  void sessionOpened(Session* s);
+  void sessionClosed(Session* s);
+
+  // Parsed heads are used right after a parse completes and never kept, so one per worker suffices
+  // (an idle connection must not carry kilobytes of header slots).
+  http::RequestHead scratch_request;
+  http::ResponseHead scratch_response;
+
+ private:
+  class Acceptor;
+  void onDrain();
+  void maybeFinish();
+
+  int id_;
+  std::shared_ptr<const config::Config> cfg_;
+  EventLoop loop_;
+  BufferPool pool_;
+  balance::Random rng_;
+  WorkerCounters counters_;
+  std::vector<std::unique_ptr<Acceptor>> acceptors_;
+  std::vector<BackendRt> backends_;
+  std::vector<Session*> sessions_;  // for draining; index kept in the session
+  bool draining_ = false;
+  std::atomic<bool> drain_requested_{false};
+  std::thread thread_;
+};
+
+}  // namespace tandem::proxy
