@@ -271,6 +271,10 @@ void Session::startRequest() {
   req_keep_alive_ = req.keep_alive;
   method_ = req.method;
   upgrade_ = req.connection_upgrade && !req.upgrade.empty();
+  if (req.method == http::Method::kConnect) {
+    respond(501);  // a reverse proxy does not open tunnels to arbitrary authorities
+    return;
+  }
   const uint64_t max_body = cfg_.limits.max_body_bytes;
   if (max_body && req.body == http::BodyKind::kContentLength && req.content_length > max_body) {
     respond(413);
@@ -329,8 +333,7 @@ bool Session::connectUpstream() {
     } else {
       c->reused = true;
       ++w_.counters().upstream_reuses;
-      up_timer_.arm(w_.loop().timers(
-          (tcp_ ? cfg_.limits.idle_timeout : be_.cfg->limits.timeout).count()));
+      up_timer_.arm(w_.loop().timers(be_.cfg->limits.timeout.count()));
     }
     up_ = c;
     server_ = s;
@@ -364,8 +367,11 @@ bool Session::checkConnected() {
     return true;
   }
   up_->connected = true;
-  up_timer_.arm(w_.loop().timers(
-      (tcp_ ? cfg_.limits.idle_timeout : be_.cfg->limits.timeout).count()));
+  if (tcp_) {
+    up_timer_.cancel();  // the tunnel's idle timer (client timer) takes over
+  } else {
+    up_timer_.arm(w_.loop().timers(be_.cfg->limits.timeout.count()));
+  }
   return true;
 }
 
@@ -601,7 +607,14 @@ void Session::finishExchange() {
   up_out_.clear();
   up_out_sent_ = 0;
   if (must_close_ || !req_complete || !req_keep_alive_ || w_.draining()) {
-    closeNow();
+    if (in_.empty() && !c_readable_) {
+      closeNow();
+    } else {
+      // The client sent more than we will read: linger so our close does not reset the response.
+      in_.clear();
+      phase_ = Phase::kClosing;
+      armClient(ClientTimer::kLinger);
+    }
     return;
   }
   phase_ = Phase::kHead;
