@@ -131,7 +131,9 @@ int EventLoop::nextTimeoutMs() const {
 }
 
 void EventLoop::runTimers() {
-  for (auto& l : lists_) {
+  // By index: a callback may create a list (timers()) and so grow the vector.
+  for (size_t i = 0; i < lists_.size(); ++i) {
+    TimerList* l = lists_[i].get();
     while (l->head_ && l->head_->deadline_ms_ <= now_ms_) {
       Timer* t = l->head_;
       l->remove(t);

@@ -580,7 +580,12 @@ bool Session::pumpResponse() {
   if (!resp_body_.done && in.size() > resp_pending_) {
     size_t k = resp_body_.admit(in.view().substr(resp_pending_));
     if (resp_body_.error) {
-      closeNow();  // the head already went out; cutting the connection is the only signal left
+      if (!resp_sent_any_) {
+        out_.clear();  // the rewritten head has not left yet: answer 502 instead
+        respond(502);
+      } else {
+        closeNow();  // the head already went out; cutting the connection is the only signal left
+      }
       return true;
     }
     resp_pending_ += k;

@@ -99,3 +99,34 @@ TEST(EventLoop, DeliversEdgeTriggeredReadiness) {
 
 }  // namespace
 }  // namespace tandem
+
+namespace tandem {
+namespace {
+
+// Regression: a callback that arms a timer on a list of a new duration grows the list vector
+// while expired timers are being run (this crashed a worker on a connect timeout).
+TEST(TimerList, CallbackMayCreateNewLists) {
+  EventLoop loop;
+  struct Chain : TimerHandler {
+    EventLoop* loop;
+    Timer next{this, 2};
+    std::vector<int> fired;
+    void onTimer(int tag) override {
+      fired.push_back(tag);
+      if (tag == 1) {
+        for (int d = 100; d < 140; ++d) loop->timers(d);  // force the vector to reallocate
+        next.arm(loop->timers(3));
+      } else {
+        loop->stop();
+      }
+    }
+  } chain;
+  chain.loop = &loop;
+  Timer first(&chain, 1);
+  first.arm(loop.timers(2));
+  loop.run();
+  EXPECT_EQ(chain.fired, (std::vector<int>{1, 2}));
+}
+
+}  // namespace
+}  // namespace tandem
