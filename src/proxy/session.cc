@@ -633,6 +633,19 @@ void Session::finishExchange() {
 bool Session::stepTunnel() {
   if (!up_) return false;
   if (!up_->connected) return checkConnected();
+  if (tcp_ && !splice_tried_) {
+    splice_tried_ = true;
+    Pipe a = w_.pipes.acquire();
+    Pipe b = w_.pipes.acquire();
+    if (a.r >= 0 && b.r >= 0) {
+      c2u_.attach(a);
+      u2c_.attach(b);
+    } else {
+      w_.pipes.release(a, true);
+      w_.pipes.release(b, true);
+    }
+  }
+  if (c2u_.active()) return stepSplicedTunnel();
   bool p = false;
   // client -> backend
   if (!in_.empty() && up_->writable) {
@@ -691,6 +704,60 @@ bool Session::stepTunnel() {
   return p;
 }
 
+bool Session::stepSplicedTunnel() {
+  bool p = false;
+  // client -> backend
+  if (!c2u_.empty() && up_->writable) {
+    long n = c2u_.drain(up_->fd(), up_->writable);
+    if (n == -2) {
+      closeNow();
+      return true;
+    }
+    p |= n > 0;
+  }
+  if (c2u_.empty() && c_readable_ && !c_eof_) {
+    long n = c2u_.fill(fd_, c_readable_, c_hup_);
+    if (n == 0 || n == -2) {
+      c_eof_ = true;
+      c_readable_ = false;
+    }
+    p |= n != -1;
+  }
+  if (c2u_.empty() && c_eof_ && !up_shut_) {
+    ::shutdown(up_->fd(), SHUT_WR);  // half-close travels on
+    up_shut_ = true;
+    p = true;
+  }
+  // backend -> client
+  if (!u2c_.empty() && c_writable_) {
+    long n = u2c_.drain(fd_, c_writable_);
+    if (n == -2) {
+      closeNow();
+      return true;
+    }
+    p |= n > 0;
+  }
+  if (u2c_.empty() && up_->readable && !up_->eof) {
+    long n = u2c_.fill(up_->fd(), up_->readable, up_->hup);
+    if (n == 0 || n == -2) {
+      up_->eof = true;
+      up_->readable = false;
+    }
+    p |= n != -1;
+  }
+  if (u2c_.empty() && up_->eof && !c_shut_) {
+    ::shutdown(fd_, SHUT_WR);
+    c_shut_ = true;
+    p = true;
+  }
+  if (c_shut_ && up_shut_) {
+    closeNow();
+    return false;
+  }
+  if (p) armClient(ClientTimer::kIdle);
+  return p;
+}
+
 // ---- generated responses and closing ------------------------------------------------------
 
 void Session::respond(int status) {
@@ -732,6 +799,10 @@ void Session::closeNow() {
   phase_ = Phase::kClosed;
   client_timer_.cancel();
   detachUpstream(false);
+  for (SpliceLane* lane : {&c2u_, &u2c_}) {
+    bool empty = lane->empty();  // a pipe with bytes left must never serve another connection
+    if (lane->active()) w_.pipes.release(lane->detach(), empty);
+  }
   w_.loop().remove(fd_);
   ::close(fd_);
   fd_ = -1;

@@ -14,6 +14,7 @@
 #include "core/event_loop.h"
 #include "core/socket.h"
 #include "http/parser.h"
+#include "proxy/splice_pipe.h"
 #include "proxy/upstream.h"
 #include "proxy/worker.h"
 
@@ -55,6 +56,7 @@ class Session final : public IoHandler, public TimerHandler, public UpstreamOwne
   bool stepHead();
   bool stepExchange();
   bool stepTunnel();
+  bool stepSplicedTunnel();
   bool stepClosing();
 
   void startRequest();
@@ -93,6 +95,9 @@ class Session final : public IoHandler, public TimerHandler, public UpstreamOwne
   bool c_hup_ = false;  // the client sent FIN (or the socket failed)
   bool c_shut_ = false;  // we shut down our write side to the client
   bool tcp_ = false;
+  bool splice_tried_ = false;
+  SpliceLane c2u_;  // TCP mode: client -> backend in the kernel
+  SpliceLane u2c_;  // TCP mode: backend -> client
 
   // Current exchange.
   http::ParseState req_state_;

@@ -14,6 +14,7 @@
 #include "core/event_loop.h"
 #include "core/socket.h"
 #include "http/parser.h"
+#include "proxy/splice_pipe.h"
 
 namespace tandem::proxy {
 
@@ -107,6 +108,8 @@ class Worker {
   // (an idle connection must not carry kilobytes of header slots).
   http::RequestHead scratch_request;
   http::ResponseHead scratch_response;
+  // Pipes for spliced TCP tunnels (two descriptors each, so capped per worker).
+  PipePool pipes{512};
 
  private:
   class Acceptor;
