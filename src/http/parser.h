@@ -70,7 +70,7 @@ struct MessageHead {
   bool isHopByHop(size_t i) const {
     return i < 64 ? (hop_mask_lo >> i) & 1 : (hop_mask_hi >> (i - 64)) & 1;
   }
-  // First header with this name (ASCII case-insensitive), or empty view with found=false.
+  // First header with this name (ASCII case-insensitive), or nullptr.
   const Header* find(std::string_view name) const;
 };
 
@@ -125,12 +125,34 @@ class ChunkedDecoder {
   void reset() { *this = ChunkedDecoder{}; }
 
  private:
-  enum class S : uint8_t { kSize, kSizeLf, kExt, kData, kDataCr, kDataLf, kTrailerStart,
-                           kTrailerLine, kTrailerLf, kFinalLf, kDone };
+  // One state per position in the RFC 9112 §7.1 grammar; see chunked.cc, which relies on the
+  // order (chunk-line states up to kSizeLf, trailer states kTrailerStart..kFinalLf).
+  enum class S : uint8_t {
+    kSize,
+    kExtBws,
+    kExtNameStart,
+    kExtName,
+    kExtValueStart,
+    kExtToken,
+    kExtQuoted,
+    kExtQuotedPair,
+    kExtAfterQuoted,
+    kSizeLf,
+    kData,
+    kDataCr,
+    kDataLf,
+    kTrailerStart,
+    kTrailerName,
+    kTrailerValue,
+    kTrailerLf,
+    kFinalLf,
+    kDone,
+    kError
+  };
   S s_ = S::kSize;
-  uint64_t remaining_ = 0;   // data bytes left in the current chunk / chunk size being read
+  uint64_t remaining_ = 0;  // data bytes left in the current chunk / chunk size being read
   uint32_t size_digits_ = 0;
-  uint32_t line_bytes_ = 0;  // bytes in the current extension/trailer line (bounded)
+  uint32_t line_bytes_ = 0;  // bytes of the current chunk line, or of the whole trailer section
   uint64_t data_bytes_ = 0;
 };
 
