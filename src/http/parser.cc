@@ -366,8 +366,10 @@ void markConnectionNamed(MessageHead& h, const Fields& f) {
   for (size_t i = 0; i < h.header_count; ++i) {
     if (h.isHopByHop(i)) continue;
     const std::string_view name = h.headers[i].name;
+    // Framing and Host are never dropped on a client's say-so: without them the backend would
+    // read a different message than the one we validated.
     if (namedByConnection(h, f, name) && !eqLower(name, "content-length") &&
-        !eqLower(name, "transfer-encoding")) {
+        !eqLower(name, "transfer-encoding") && !eqLower(name, "host")) {
       markHop(h, i);
     }
   }

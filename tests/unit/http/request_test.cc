@@ -439,6 +439,12 @@ TEST_F(RequestTest, ConnectionCannotStripFraming) {
   EXPECT_FALSE(h_.isHopByHop(2));
 }
 
+TEST_F(RequestTest, ConnectionCannotStripHost) {
+  ASSERT_EQ(withHeaders({"Connection: host"}), kOk);
+  EXPECT_TRUE(h_.isHopByHop(1));   // the Connection header itself
+  EXPECT_FALSE(h_.isHopByHop(0));  // Host (added first by withHeaders) stays
+}
+
 TEST_F(RequestTest, HopMaskAbove64AndManyConnectionTokens) {
   std::string conn = "Connection: x-100";
   for (int i = 0; i < 20; ++i) conn += ", t" + std::to_string(i);  // overflows the token cache
