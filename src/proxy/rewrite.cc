@@ -40,6 +40,21 @@ void putListHeader(Buffer& out, std::string_view name, const http::MessageHead& 
   put(out, "\r\n");
 }
 
+// Repeated identical Content-Length fields (or "3, 3") were accepted by the parser; the backend
+// and the client get exactly one (RFC 9110 §8.6).
+void putContentLength(Buffer& out, const http::MessageHead& h) {
+  for (size_t i = 0; i < h.header_count; ++i) {
+    if (http::iequals(h.headers[i].name, "content-length")) {
+      if (h.body == http::BodyKind::kContentLength) {
+        putHeader(out, "Content-Length", fmt::format_int(h.content_length).c_str());
+      } else {
+        putHeader(out, "Content-Length", h.headers[i].value);  // HEAD/304: the length it would have
+      }
+      return;
+    }
+  }
+}
+
 bool isUpgradeHeader(std::string_view name) {
   return http::iequals(name, "upgrade") || http::iequals(name, "connection");
 }
@@ -56,11 +71,12 @@ void writeRequestHead(const http::RequestHead& req, const RequestRewrite& rw, Bu
     const http::Header& h = req.headers[i];
     if (req.isHopByHop(i) && !(rw.upgrade && isUpgradeHeader(h.name))) continue;
     if (http::iequals(h.name, "x-forwarded-for") || http::iequals(h.name, "x-forwarded-proto") ||
-        http::iequals(h.name, "via")) {
+        http::iequals(h.name, "via") || http::iequals(h.name, "content-length")) {
       continue;  // rewritten below
     }
     putHeader(out, h.name, h.value);
   }
+  putContentLength(out, req);
   putListHeader(out, "X-Forwarded-For", req, rw.client_ip);
   put(out, "X-Forwarded-Proto: http\r\n");
   putListHeader(out, "Via", req, http10 ? "1.0 tandem" : "1.1 tandem");
@@ -79,9 +95,10 @@ void writeResponseHead(std::string_view raw_head, const http::ResponseHead& resp
   for (size_t i = 0; i < resp.header_count; ++i) {
     const http::Header& h = resp.headers[i];
     if (resp.isHopByHop(i) && !(rw.upgrade && isUpgradeHeader(h.name))) continue;
-    if (http::iequals(h.name, "via")) continue;
+    if (http::iequals(h.name, "via") || http::iequals(h.name, "content-length")) continue;
     putHeader(out, h.name, h.value);
   }
+  putContentLength(out, resp);
   putListHeader(out, "Via", resp, resp.version_minor == 0 ? "1.0 tandem" : "1.1 tandem");
   if (rw.upgrade) {
     // Connection: upgrade kept above.

@@ -544,7 +544,13 @@ bool Session::pumpResponse() {
     if (resp.status / 100 < 6) ++w_.counters().responses[resp.status / 100];
     up_out_.clear();  // the request can no longer be replayed
     up_out_sent_ = 0;
-    if (resp.status == 101 && upgrade_) {
+    if (resp.status == 101 && !upgrade_) {
+      // A switch nobody asked for: whatever the backend sends next is not HTTP we can frame.
+      detachUpstream(false);
+      respond(502);
+      return true;
+    }
+    if (resp.status == 101) {
       writeResponseHead(in.view(), resp, {false, client_http10_, true}, out_);
       in.consume(resp.head_length);
       resp_head_done_ = true;
