@@ -1,1 +1,818 @@
-// implementation: see config.h
+// YAML -> Config. The only file that includes yaml-cpp: it parses the document, then walks it with
+// a fixed schema (so cyclic aliases and deep nesting cannot make the walk recurse unboundedly),
+// collecting every error with its line instead of stopping at the first.
+#include <fcntl.h>
+#include <unistd.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <optional>
+#include <utility>
+
+#include "config/config.h"
+
+namespace tandem::config {
+
+namespace {
+
+// A config is hand-written; anything this large is a mistake (or an attack on `tandem check`).
+constexpr size_t kMaxFileBytes = 16 << 20;
+// Timers convert to nanoseconds and add to "now"; a week is far beyond any sensible timeout and
+// keeps that arithmetic far from overflow.
+constexpr Duration kMaxDuration = std::chrono::hours(24 * 7);
+constexpr size_t kMaxNameLength = 64;
+constexpr size_t kMaxSuggestDistance = 2;
+
+using KeyLines = std::map<std::string, int, std::less<>>;
+
+size_t editDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+// "; did you mean 'listen'?" when one candidate is close enough, else "". Short words need a
+// smaller distance, otherwise "id" would "match" every two-letter key.
+std::string suggest(std::string_view word, const std::vector<std::string_view>& candidates) {
+  std::string_view best;
+  size_t best_distance = kMaxSuggestDistance + 1;
+  for (std::string_view candidate : candidates) {
+    const size_t limit = std::min(kMaxSuggestDistance, std::max<size_t>(1, candidate.size() / 2));
+    const size_t distance = editDistance(word, candidate);
+    if (distance <= limit && distance < best_distance) {
+      best = candidate;
+      best_distance = distance;
+    }
+  }
+  if (best.empty()) return "";
+  return "; did you mean '" + std::string(best) + "'?";
+}
+
+std::string describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map:
+      return "a map";
+    case YAML::NodeType::Sequence:
+      return "a list";
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined:
+      return "nothing";
+    case YAML::NodeType::Scalar:
+      return "'" + node.Scalar() + "'";
+  }
+  return "an unknown node";
+}
+
+// 1-based line of a node. yaml-cpp marks a missing (null) value with the position of the *next*
+// token, possibly lines further down, so such values are reported where their key is.
+int lineOf(const YAML::Node& node, int fallback) {
+  if (!node.IsDefined() || node.IsNull() || node.Mark().is_null()) return fallback;
+  return node.Mark().line + 1;
+}
+
+bool isNameChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '-' || c == '.';
+}
+
+// RFC 9110 token characters: header and cookie names must be tokens.
+bool isTokenChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+struct Field {
+  std::string_view key;
+  std::function<void(const YAML::Node& value, int line)> parse;
+};
+
+class Loader {
+ public:
+  explicit Loader(const std::string& file) : file_(file) {}
+
+  Config load(const YAML::Node& root);
+  std::vector<ConfigError> takeErrors() { return std::move(errors_); }
+  void error(int line, std::string reason) {
+    errors_.push_back(ConfigError{file_, line, std::move(reason)});
+  }
+
+ private:
+  KeyLines walkMap(const YAML::Node& map, int line, std::string_view where,
+                   const std::vector<std::string_view>& unsupported,
+                   const std::vector<Field>& fields);
+  bool expectMap(const YAML::Node& node, int line, std::string_view key);
+  bool expectList(const YAML::Node& node, int line, std::string_view key);
+
+  std::optional<std::string> scalar(const YAML::Node& node, int line, std::string_view key);
+  std::optional<std::string> name(const YAML::Node& node, int line, std::string_view key);
+  std::optional<uint64_t> integer(const YAML::Node& node, int line, std::string_view key,
+                                  uint64_t min, uint64_t max);
+  std::optional<Duration> duration(const YAML::Node& node, int line, std::string_view key,
+                                   Duration min);
+  std::optional<uint64_t> size(const YAML::Node& node, int line, std::string_view key, uint64_t min,
+                               uint64_t max);
+  std::optional<bool> boolean(const YAML::Node& node, int line, std::string_view key);
+  std::optional<SocketAddress> address(const YAML::Node& node, int line, std::string_view key);
+
+  template <typename T>
+  void setInteger(T& out, const YAML::Node& node, int line, std::string_view key, uint64_t min,
+                  uint64_t max) {
+    if (auto value = integer(node, line, key, min, max)) out = static_cast<T>(*value);
+  }
+  void setDuration(Duration& out, const YAML::Node& node, int line, std::string_view key,
+                   Duration min) {
+    if (auto value = duration(node, line, key, min)) out = *value;
+  }
+
+  void parseNode(const YAML::Node& node, int line, Config& config);
+  void parseWorkers(const YAML::Node& node, int line, Config& config);
+  void parseListener(const YAML::Node& node, int line, Config& config);
+  void parseListenerLimits(const YAML::Node& node, int line, ListenerLimits& limits,
+                           KeyLines& http_only);
+  void parseBackend(const YAML::Node& node, int line, Config& config);
+  void parseHashKey(const YAML::Node& node, int line, HashKey& key);
+  void parseServer(const YAML::Node& node, int line, Backend& backend, KeyLines& server_names);
+  void parseBackendLimits(const YAML::Node& node, int line, BackendLimits& limits);
+  void checkReferences(const Config& config);
+
+  const std::string& file_;
+  std::vector<ConfigError> errors_;
+  // Parallel to Config::listeners / Config::backends: the line of each key, for cross-checks.
+  std::vector<KeyLines> listener_keys_;
+  std::vector<KeyLines> backend_keys_;
+};
+
+KeyLines Loader::walkMap(const YAML::Node& map, int line, std::string_view where,
+                         const std::vector<std::string_view>& unsupported,
+                         const std::vector<Field>& fields) {
+  KeyLines seen;
+  if (!map.IsMap()) return seen;
+  // Copies, not references: yaml-cpp's iterator hands out a temporary pair, so `it->first` bound
+  // to a reference dangles (ASan: stack-use-after-scope).
+  for (const auto& entry : map) {
+    const YAML::Node key_node = entry.first;
+    const YAML::Node value = entry.second;
+    const int key_line = lineOf(key_node, line);
+    if (!key_node.IsScalar()) {
+      error(key_line,
+            "keys in " + std::string(where) + " must be plain strings, got " + describe(key_node));
+      continue;
+    }
+    const std::string& key = key_node.Scalar();
+    if (auto previous = seen.find(key); previous != seen.end()) {
+      error(key_line, "duplicate key '" + key + "' in " + std::string(where) + " (first at line " +
+                          std::to_string(previous->second) + ")");
+      continue;
+    }
+    seen.emplace(key, key_line);
+    const Field* field = nullptr;
+    for (const Field& f : fields) {
+      if (f.key == key) field = &f;
+    }
+    if (field != nullptr) {
+      // Errors about a value name its key, so they point at the key's line (a block list or map
+      // value would otherwise be reported one line below the key it belongs to).
+      field->parse(value, key_line);
+      continue;
+    }
+    if (std::find(unsupported.begin(), unsupported.end(), key) != unsupported.end()) {
+      error(key_line, "'" + key + "' is not supported yet");
+      continue;
+    }
+    std::vector<std::string_view> candidates(unsupported.begin(), unsupported.end());
+    for (const Field& f : fields) candidates.push_back(f.key);
+    error(key_line,
+          "unknown key '" + key + "' in " + std::string(where) + suggest(key, candidates));
+  }
+  return seen;
+}
+
+bool Loader::expectMap(const YAML::Node& node, int line, std::string_view key) {
+  if (node.IsMap()) return true;
+  error(line, "'" + std::string(key) + "' must be a map, got " + describe(node));
+  return false;
+}
+
+bool Loader::expectList(const YAML::Node& node, int line, std::string_view key) {
+  if (node.IsSequence()) return true;
+  error(line, "'" + std::string(key) + "' must be a list, got " + describe(node));
+  return false;
+}
+
+std::optional<std::string> Loader::scalar(const YAML::Node& node, int line, std::string_view key) {
+  if (node.IsScalar()) return node.Scalar();
+  if (node.IsNull()) {
+    error(line, "'" + std::string(key) + "' needs a value");
+  } else {
+    error(line, "'" + std::string(key) + "' must be a single value, got " + describe(node));
+  }
+  return std::nullopt;
+}
+
+// Listener, backend and node names end up in metrics labels, admin URLs and log lines, so they are
+// restricted to characters that need no quoting anywhere.
+std::optional<std::string> Loader::name(const YAML::Node& node, int line, std::string_view key) {
+  auto text = scalar(node, line, key);
+  if (!text) return std::nullopt;
+  if (text->empty() || text->size() > kMaxNameLength ||
+      !std::all_of(text->begin(), text->end(), isNameChar)) {
+    error(line, "'" + std::string(key) + "' must be 1.." + std::to_string(kMaxNameLength) +
+                    " characters of A-Z a-z 0-9 _ - ., got '" + *text + "'");
+    return std::nullopt;
+  }
+  return text;
+}
+
+std::optional<uint64_t> Loader::integer(const YAML::Node& node, int line, std::string_view key,
+                                        uint64_t min, uint64_t max) {
+  auto text = scalar(node, line, key);
+  if (!text) return std::nullopt;
+  uint64_t value = 0;
+  const char* end = text->data() + text->size();
+  const auto [ptr, ec] = std::from_chars(text->data(), end, value);
+  if (text->empty() || ec != std::errc() || ptr != end || value < min || value > max) {
+    error(line, "'" + std::string(key) + "' must be an integer in " + std::to_string(min) + ".." +
+                    std::to_string(max) + ", got '" + *text + "'");
+    return std::nullopt;
+  }
+  return value;
+}
+
+std::optional<Duration> Loader::duration(const YAML::Node& node, int line, std::string_view key,
+                                         Duration min) {
+  auto text = scalar(node, line, key);
+  if (!text) return std::nullopt;
+  auto value = parseDuration(*text);
+  if (!value) {
+    error(line, "'" + std::string(key) + "': invalid duration '" + *text + "': " + value.error());
+    return std::nullopt;
+  }
+  if (*value < min) {
+    error(line, "'" + std::string(key) + "' must be at least " + std::to_string(min.count()) +
+                    "ms, got '" + *text + "'");
+    return std::nullopt;
+  }
+  if (*value > kMaxDuration) {
+    error(line, "'" + std::string(key) + "' must be at most 168h, got '" + *text + "'");
+    return std::nullopt;
+  }
+  return *value;
+}
+
+std::optional<uint64_t> Loader::size(const YAML::Node& node, int line, std::string_view key,
+                                     uint64_t min, uint64_t max) {
+  auto text = scalar(node, line, key);
+  if (!text) return std::nullopt;
+  auto value = parseSize(*text);
+  if (!value) {
+    error(line, "'" + std::string(key) + "': invalid size '" + *text + "': " + value.error());
+    return std::nullopt;
+  }
+  if (*value < min || *value > max) {
+    error(line, "'" + std::string(key) + "' must be in " + std::to_string(min) + ".." +
+                    std::to_string(max) + " bytes, got '" + *text + "'");
+    return std::nullopt;
+  }
+  return *value;
+}
+
+// Only true/false: YAML 1.1's yes/no/on/off are a classic source of surprises.
+std::optional<bool> Loader::boolean(const YAML::Node& node, int line, std::string_view key) {
+  auto text = scalar(node, line, key);
+  if (!text) return std::nullopt;
+  if (*text == "true") return true;
+  if (*text == "false") return false;
+  error(line, "'" + std::string(key) + "' must be true or false, got '" + *text + "'");
+  return std::nullopt;
+}
+
+std::optional<SocketAddress> Loader::address(const YAML::Node& node, int line,
+                                             std::string_view key) {
+  auto text = scalar(node, line, key);
+  if (!text) return std::nullopt;
+  auto value = parseAddress(*text);
+  if (!value) {
+    error(line, "'" + std::string(key) + "': invalid address '" + *text + "': " + value.error());
+    return std::nullopt;
+  }
+  // Port 0 would mean "any port" for a listener and nothing at all for a server.
+  if (value->port == 0) {
+    error(line, "'" + std::string(key) + "': port must be in 1..65535, got '" + *text + "'");
+    return std::nullopt;
+  }
+  return *value;
+}
+
+Config Loader::load(const YAML::Node& root) {
+  Config config;
+  config.source_path = file_;
+  const int root_line = lineOf(root, 1);
+  if (!root.IsMap()) {
+    error(root_line, "the configuration must be a map of sections, got " + describe(root));
+    return config;
+  }
+  bool has_listeners = false;
+  const KeyLines seen = walkMap(
+      root, root_line, "the top level", {"admin", "cluster", "state", "config_source", "alerts"},
+      {
+          {"node", [&](const YAML::Node& v, int l) { parseNode(v, l, config); }},
+          {"workers", [&](const YAML::Node& v, int l) { parseWorkers(v, l, config); }},
+          {"drain_timeout",
+           [&](const YAML::Node& v, int l) {
+             setDuration(config.drain_timeout, v, l, "drain_timeout", Duration{0});
+           }},
+          {"listeners",
+           [&](const YAML::Node& v, int l) {
+             // A wrong type is reported once here, not again as "no listeners" below.
+             has_listeners = !v.IsSequence() || v.size() > 0;
+             if (!expectList(v, l, "listeners")) return;
+             for (const YAML::Node& item : v) parseListener(item, l, config);
+           }},
+          {"backends",
+           [&](const YAML::Node& v, int l) {
+             if (!expectList(v, l, "backends")) return;
+             for (const YAML::Node& item : v) parseBackend(item, l, config);
+           }},
+      });
+  if (!has_listeners) {
+    auto it = seen.find("listeners");
+    error(it == seen.end() ? 0 : it->second, "at least one listener is required");
+  }
+  checkReferences(config);
+  return config;
+}
+
+void Loader::parseNode(const YAML::Node& node, int line, Config& config) {
+  if (!expectMap(node, line, "node")) return;
+  const KeyLines seen = walkMap(node, line, "node", {}, {{"id", [&](const YAML::Node& v, int l) {
+                                                            if (auto id = name(v, l, "id"))
+                                                              config.node_id = *id;
+                                                          }}});
+  if (!seen.contains("id")) error(line, "'node' is missing 'id'");
+}
+
+void Loader::parseWorkers(const YAML::Node& node, int line, Config& config) {
+  static constexpr uint32_t kMaxWorkers = 256;
+  if (node.IsScalar() && node.Scalar() == "auto") {
+    config.workers = 0;
+    return;
+  }
+  if (node.IsScalar()) {
+    uint32_t value = 0;
+    const std::string& text = node.Scalar();
+    const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec == std::errc() && ptr == text.data() + text.size() && value >= 1 &&
+        value <= kMaxWorkers) {
+      config.workers = value;
+      return;
+    }
+  }
+  error(line, "'workers' must be 'auto' or an integer in 1.." + std::to_string(kMaxWorkers) +
+                  ", got " + describe(node));
+}
+
+void Loader::parseListener(const YAML::Node& node, int list_line, Config& config) {
+  Listener listener;
+  listener.line = lineOf(node, list_line);
+  if (!node.IsMap()) {
+    error(listener.line, "a listener must be a map, got " + describe(node));
+    return;
+  }
+  KeyLines http_only;
+  KeyLines seen =
+      walkMap(node, listener.line, "listener", {"tls"},
+              {
+                  {"name",
+                   [&](const YAML::Node& v, int l) {
+                     if (auto value = name(v, l, "name")) listener.name = *value;
+                   }},
+                  {"listen",
+                   [&](const YAML::Node& v, int l) {
+                     if (auto value = address(v, l, "listen")) listener.listen = *value;
+                   }},
+                  {"mode",
+                   [&](const YAML::Node& v, int l) {
+                     auto mode = scalar(v, l, "mode");
+                     if (!mode) return;
+                     if (*mode == "http") {
+                       listener.mode = ListenerMode::kHttp;
+                     } else if (*mode == "tcp") {
+                       listener.mode = ListenerMode::kTcp;
+                     } else {
+                       error(l, "'mode' must be http or tcp, got '" + *mode + "'");
+                     }
+                   }},
+                  {"backend",
+                   [&](const YAML::Node& v, int l) {
+                     if (auto value = scalar(v, l, "backend")) listener.backend = *value;
+                   }},
+                  {"limits", [&](const YAML::Node& v,
+                                 int l) { parseListenerLimits(v, l, listener.limits, http_only); }},
+              });
+  const std::string who =
+      listener.name.empty() ? std::string("listener") : "listener '" + listener.name + "'";
+  for (std::string_view required : {"name", "listen", "backend"}) {
+    if (!seen.contains(required)) {
+      error(listener.line, who + " is missing '" + std::string(required) + "'");
+    }
+  }
+  // Silently ignoring an HTTP limit on a TCP listener would let someone believe it is enforced.
+  if (listener.mode == ListenerMode::kTcp) {
+    for (const auto& [key, key_line] : http_only) {
+      error(key_line, "'" + key + "' applies only to http listeners");
+    }
+  }
+  config.listeners.push_back(std::move(listener));
+  listener_keys_.push_back(std::move(seen));
+}
+
+void Loader::parseListenerLimits(const YAML::Node& node, int line, ListenerLimits& limits,
+                                 KeyLines& http_only) {
+  static constexpr uint64_t kMaxConnections = 1'000'000;
+  if (!expectMap(node, line, "limits")) return;
+  const KeyLines seen = walkMap(
+      node, line, "listener limits", {},
+      {
+          {"max_header_bytes",
+           [&](const YAML::Node& v, int l) {
+             if (auto value = size(v, l, "max_header_bytes", 1 << 10, 1 << 20)) {
+               limits.max_header_bytes = *value;
+             }
+           }},
+          {"header_timeout",
+           [&](const YAML::Node& v, int l) {
+             setDuration(limits.header_timeout, v, l, "header_timeout", Duration{1});
+           }},
+          {"idle_timeout",
+           [&](const YAML::Node& v, int l) {
+             setDuration(limits.idle_timeout, v, l, "idle_timeout", Duration{1});
+           }},
+          {"max_connections",
+           [&](const YAML::Node& v, int l) {
+             setInteger(limits.max_connections, v, l, "max_connections", 1, kMaxConnections);
+           }},
+          {"max_body_bytes",
+           [&](const YAML::Node& v, int l) {
+             if (auto value = size(v, l, "max_body_bytes", 0, UINT64_MAX)) {
+               limits.max_body_bytes = *value;
+             }
+           }},
+      });
+  for (std::string_view key : {"max_header_bytes", "header_timeout", "max_body_bytes"}) {
+    if (auto it = seen.find(key); it != seen.end()) http_only.insert(*it);
+  }
+}
+
+void Loader::parseBackend(const YAML::Node& node, int list_line, Config& config) {
+  static constexpr uint64_t kMaxRingPoints = 10'000;
+  // Maglev's paper wants the table much larger than the server count; 101 is a floor against typos,
+  // and Envoy's upper bound keeps the per-worker table (4 bytes a slot) around 20MB at most.
+  static constexpr uint64_t kMinMaglevTable = 101;
+  static constexpr uint64_t kMaxMaglevTable = 5'000'011;
+  Backend backend;
+  backend.line = lineOf(node, list_line);
+  if (!node.IsMap()) {
+    error(backend.line, "a backend must be a map, got " + describe(node));
+    return;
+  }
+  bool balance_ok = true;
+  KeyLines server_names;
+  KeyLines seen = walkMap(
+      node, backend.line, "backend",
+      {"sticky", "rate_limit", "health", "retries", "slow_start", "panic_threshold"},
+      {
+          {"name",
+           [&](const YAML::Node& v, int l) {
+             if (auto value = name(v, l, "name")) backend.name = *value;
+           }},
+          {"balance",
+           [&](const YAML::Node& v, int l) {
+             auto value = scalar(v, l, "balance");
+             balance_ok = value && isKnownBalance(*value);
+             if (balance_ok) {
+               backend.balance = *value;
+             } else if (value) {
+               error(l, "unknown balance '" + *value +
+                            "' (round_robin, least_conn, p2c, random, source_hash, ring_hash or "
+                            "maglev)" +
+                            suggest(*value, {"round_robin", "least_conn", "p2c", "random",
+                                             "source_hash", "ring_hash", "maglev"}));
+             }
+           }},
+          {"hash_key", [&](const YAML::Node& v, int l) { parseHashKey(v, l, backend.hash_key); }},
+          {"ring_hash",
+           [&](const YAML::Node& v, int l) {
+             if (!expectMap(v, l, "ring_hash")) return;
+             walkMap(v, l, "ring_hash", {}, {{"points", [&](const YAML::Node& pv, int pl) {
+                                                setInteger(backend.ring_points, pv, pl, "points", 1,
+                                                           kMaxRingPoints);
+                                              }}});
+           }},
+          {"maglev",
+           [&](const YAML::Node& v, int l) {
+             if (!expectMap(v, l, "maglev")) return;
+             walkMap(v, l, "maglev", {},
+                     {{"table_size", [&](const YAML::Node& tv, int tl) {
+                         auto value =
+                             integer(tv, tl, "table_size", kMinMaglevTable, kMaxMaglevTable);
+                         if (!value) return;
+                         if (!isPrime(*value)) {
+                           error(tl, "'table_size' must be a prime number (e.g. 65537), got " +
+                                         std::to_string(*value));
+                           return;
+                         }
+                         backend.maglev_table_size = static_cast<uint32_t>(*value);
+                       }}});
+           }},
+          {"servers",
+           [&](const YAML::Node& v, int l) {
+             if (!expectList(v, l, "servers")) return;
+             for (const YAML::Node& item : v) parseServer(item, l, backend, server_names);
+             const bool has_primary = std::any_of(backend.servers.begin(), backend.servers.end(),
+                                                  [](const Server& s) { return !s.backup; });
+             if (!has_primary) {
+               error(l, "'servers' needs at least one server that is not a backup");
+             }
+           }},
+          {"limits", [&](const YAML::Node& v, int l) { parseBackendLimits(v, l, backend.limits); }},
+      });
+  const std::string who =
+      backend.name.empty() ? std::string("backend") : "backend '" + backend.name + "'";
+  for (std::string_view required : {"name", "servers"}) {
+    if (!seen.contains(required)) {
+      error(backend.line, who + " is missing '" + std::string(required) + "'");
+    }
+  }
+  // Options for an algorithm the backend does not use are almost certainly a mistake.
+  if (balance_ok) {
+    if (auto it = seen.find("hash_key"); it != seen.end() && !isHashBalance(backend.balance)) {
+      error(it->second,
+            "hash_key needs a hash algorithm (source_hash, ring_hash or maglev), but "
+            "balance is '" +
+                backend.balance + "'");
+    }
+    for (std::string_view algorithm : {"ring_hash", "maglev"}) {
+      if (auto it = seen.find(algorithm); it != seen.end() && backend.balance != algorithm) {
+        error(it->second, "'" + std::string(algorithm) +
+                              "' options need balance: " + std::string(algorithm) +
+                              ", but balance is '" + backend.balance + "'");
+      }
+    }
+  }
+  config.backends.push_back(std::move(backend));
+  backend_keys_.push_back(std::move(seen));
+}
+
+void Loader::parseHashKey(const YAML::Node& node, int line, HashKey& key) {
+  auto text = scalar(node, line, "hash_key");
+  if (!text) return;
+  if (*text == "source_ip") {
+    key = HashKey{HashKeyKind::kSourceIp, ""};
+    return;
+  }
+  if (*text == "uri") {
+    key = HashKey{HashKeyKind::kUri, ""};
+    return;
+  }
+  for (const auto& [prefix, kind] :
+       {std::pair{std::string_view("header:"), HashKeyKind::kHeader},
+        std::pair{std::string_view("cookie:"), HashKeyKind::kCookie}}) {
+    if (!text->starts_with(prefix)) continue;
+    const std::string field = text->substr(prefix.size());
+    if (field.empty() || !std::all_of(field.begin(), field.end(), isTokenChar)) {
+      error(line, "'hash_key': '" + field + "' is not a valid " +
+                      std::string(prefix.substr(0, prefix.size() - 1)) + " name");
+      return;
+    }
+    key = HashKey{kind, field};
+    return;
+  }
+  error(line, "'hash_key' must be source_ip, uri, header:NAME or cookie:NAME, got '" + *text + "'");
+}
+
+void Loader::parseServer(const YAML::Node& node, int list_line, Backend& backend,
+                         KeyLines& server_names) {
+  static constexpr uint64_t kMaxWeight = 256;
+  Server server;
+  server.line = lineOf(node, list_line);
+  if (!node.IsMap()) {
+    error(server.line, "a server must be a map, got " + describe(node));
+    return;
+  }
+  bool address_ok = false;
+  int name_line = server.line;
+  const KeyLines seen = walkMap(
+      node, server.line, "server", {},
+      {
+          {"name",
+           [&](const YAML::Node& v, int l) {
+             name_line = l;
+             auto value = scalar(v, l, "name");
+             if (!value) return;
+             // Server names appear in admin URLs (/backends/app/servers/NAME): no '/' or spaces.
+             const bool ok = !value->empty() && value->size() <= 2 * kMaxNameLength &&
+                             std::all_of(value->begin(), value->end(),
+                                         [](char c) { return c > ' ' && c < 0x7f && c != '/'; });
+             if (ok) {
+               server.name = *value;
+             } else {
+               error(l, "'name' must be 1.." + std::to_string(2 * kMaxNameLength) +
+                            " printable characters without spaces or '/', got '" + *value + "'");
+             }
+           }},
+          {"address",
+           [&](const YAML::Node& v, int l) {
+             if (auto value = address(v, l, "address")) {
+               server.address = *value;
+               address_ok = true;
+             }
+           }},
+          {"weight", [&](const YAML::Node& v,
+                         int l) { setInteger(server.weight, v, l, "weight", 1, kMaxWeight); }},
+          {"backup",
+           [&](const YAML::Node& v, int l) {
+             if (auto value = boolean(v, l, "backup")) server.backup = *value;
+           }},
+      });
+  if (!seen.contains("address")) error(server.line, "server is missing 'address'");
+  if (server.name.empty() && !seen.contains("name") && address_ok) {
+    server.name = server.address.text();
+  }
+  if (!server.name.empty()) {
+    auto [it, inserted] = server_names.emplace(server.name, name_line);
+    if (!inserted) {
+      error(name_line, "duplicate server name '" + server.name + "' (first at line " +
+                           std::to_string(it->second) + ")" +
+                           (seen.contains("name") ? "" : "; give the servers distinct names"));
+    }
+  }
+  backend.servers.push_back(std::move(server));
+}
+
+void Loader::parseBackendLimits(const YAML::Node& node, int line, BackendLimits& limits) {
+  static constexpr uint64_t kMaxConnections = 1'000'000;
+  static constexpr uint64_t kMaxIdle = 10'000;
+  if (!expectMap(node, line, "limits")) return;
+  walkMap(
+      node, line, "backend limits", {},
+      {
+          {"max_connections_per_server",
+           [&](const YAML::Node& v, int l) {
+             setInteger(limits.max_connections_per_server, v, l, "max_connections_per_server", 0,
+                        kMaxConnections);
+           }},
+          {"max_pending",
+           [&](const YAML::Node& v, int l) {
+             setInteger(limits.max_pending, v, l, "max_pending", 0, kMaxConnections);
+           }},
+          {"connect_timeout",
+           [&](const YAML::Node& v, int l) {
+             setDuration(limits.connect_timeout, v, l, "connect_timeout", Duration{1});
+           }},
+          {"timeout", [&](const YAML::Node& v,
+                          int l) { setDuration(limits.timeout, v, l, "timeout", Duration{1}); }},
+          {"max_idle_per_server",
+           [&](const YAML::Node& v, int l) {
+             setInteger(limits.max_idle_per_server, v, l, "max_idle_per_server", 0, kMaxIdle);
+           }},
+      });
+}
+
+int keyLine(const KeyLines& keys, std::string_view key, int fallback) {
+  auto it = keys.find(key);
+  return it == keys.end() ? fallback : it->second;
+}
+
+// Two listeners conflict when the kernel would refuse (or, with SO_REUSEPORT, silently share) the
+// second bind: same port and same host, or one of them is the wildcard of the same family.
+bool listenConflict(const SocketAddress& a, const SocketAddress& b) {
+  if (a.port != b.port || a.port == 0) return false;
+  if (a.host == b.host) return true;
+  const bool a_v6 = a.host.find(':') != std::string::npos;
+  const bool b_v6 = b.host.find(':') != std::string::npos;
+  if (a_v6 != b_v6) return false;
+  const std::string_view wildcard = a_v6 ? "::" : "0.0.0.0";
+  return a.host == wildcard || b.host == wildcard;
+}
+
+void Loader::checkReferences(const Config& config) {
+  KeyLines listener_names;
+  for (size_t i = 0; i < config.listeners.size(); ++i) {
+    const Listener& listener = config.listeners[i];
+    const KeyLines& keys = listener_keys_[i];
+    if (!listener.name.empty()) {
+      const int line = keyLine(keys, "name", listener.line);
+      auto [it, inserted] = listener_names.emplace(listener.name, line);
+      if (!inserted) {
+        error(line, "duplicate listener name '" + listener.name + "' (first at line " +
+                        std::to_string(it->second) + ")");
+      }
+    }
+    if (listener.listen.port != 0) {
+      for (size_t j = 0; j < i; ++j) {
+        const Listener& other = config.listeners[j];
+        if (!listenConflict(listener.listen, other.listen)) continue;
+        error(keyLine(keys, "listen", listener.line),
+              "'listen' " + listener.listen.text() + " conflicts with listener '" + other.name +
+                  "' on " + other.listen.text() + " (line " +
+                  std::to_string(keyLine(listener_keys_[j], "listen", other.line)) + ")");
+        break;
+      }
+    }
+    if (!listener.backend.empty() && config.findBackend(listener.backend) == nullptr) {
+      std::vector<std::string_view> names;
+      for (const Backend& backend : config.backends) names.push_back(backend.name);
+      error(keyLine(keys, "backend", listener.line),
+            "backend '" + listener.backend + "' is not defined" + suggest(listener.backend, names));
+    }
+  }
+  KeyLines backend_names;
+  for (size_t i = 0; i < config.backends.size(); ++i) {
+    const Backend& backend = config.backends[i];
+    if (backend.name.empty()) continue;
+    const int line = keyLine(backend_keys_[i], "name", backend.line);
+    auto [it, inserted] = backend_names.emplace(backend.name, line);
+    if (!inserted) {
+      error(line, "duplicate backend name '" + backend.name + "' (first at line " +
+                      std::to_string(it->second) + ")");
+    }
+  }
+}
+
+tl::unexpected<std::vector<ConfigError>> single(const std::string& path, int line,
+                                                std::string reason) {
+  return tl::unexpected<std::vector<ConfigError>>(
+      std::vector<ConfigError>{ConfigError{path, line, std::move(reason)}});
+}
+
+}  // namespace
+
+tl::expected<Config, std::vector<ConfigError>> loadString(std::string_view yaml,
+                                                          const std::string& path) {
+  // yaml-cpp reports everything by exception; this is the one place they are turned into errors.
+  try {
+    std::vector<YAML::Node> documents;
+    try {
+      documents = YAML::LoadAll(std::string(yaml));
+    } catch (const YAML::Exception& e) {
+      return single(path, e.mark.is_null() ? 0 : e.mark.line + 1, "invalid YAML: " + e.msg);
+    }
+    if (documents.empty() || (documents.size() == 1 && documents[0].IsNull())) {
+      return single(path, 0, "the configuration is empty");
+    }
+    Loader loader(path);
+    Config config = loader.load(documents[0]);
+    if (documents.size() > 1) {
+      loader.error(lineOf(documents[1], 0),
+                   "expected one YAML document, found " + std::to_string(documents.size()));
+    }
+    std::vector<ConfigError> errors = loader.takeErrors();
+    if (errors.empty()) return config;
+    std::stable_sort(errors.begin(), errors.end(),
+                     [](const ConfigError& a, const ConfigError& b) { return a.line < b.line; });
+    return tl::unexpected<std::vector<ConfigError>>(std::move(errors));
+  } catch (const std::exception& e) {
+    return single(path, 0, std::string("internal error while loading: ") + e.what());
+  }
+}
+
+tl::expected<Config, std::vector<ConfigError>> loadFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return single(path, 0, std::string("cannot open: ") + std::strerror(errno));
+  std::string text;
+  char buffer[64 * 1024];
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer, sizeof(buffer));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int saved = errno;
+      ::close(fd);
+      return single(path, 0, std::string("cannot read: ") + std::strerror(saved));
+    }
+    if (n == 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+    if (text.size() > kMaxFileBytes) {
+      ::close(fd);
+      return single(
+          path, 0, "larger than " + std::to_string(kMaxFileBytes >> 20) + "MiB; not a config file");
+    }
+  }
+  ::close(fd);
+  return loadString(text, path);
+}
+
+}  // namespace tandem::config
