@@ -61,14 +61,64 @@ struct BackendLimits {
   uint32_t max_idle_per_server = 64;  // idle keep-alive upstream connections kept per worker
 };
 
+// Active health checks (issue 3), run by the control thread.
+enum class CheckType { kTcp, kHttp };
+struct StatusRange {
+  int low = 200;
+  int high = 399;
+  bool operator==(const StatusRange&) const = default;
+};
+struct ActiveHealth {
+  bool enabled = false;  // true once `health.active` is present
+  CheckType type = CheckType::kTcp;
+  std::string method = "GET";   // http: a token
+  std::string path = "/";       // http: origin-form, starts with '/'
+  std::string host;             // http: Host header; empty = the server's address text
+  std::vector<StatusRange> expect{{200, 399}};  // "200", "200-399", or a list of them
+  std::string body_contains;    // http: optional substring of the first 64 KiB of the body
+  Duration interval{2'000};
+  Duration fast_interval{0};    // while down or changing; 0 = interval / 4 (at least 50ms)
+  uint32_t jitter_percent = 10; // each interval is randomised by +-jitter_percent (0..50)
+  Duration timeout{1'000};      // must be <= interval
+  uint32_t rise = 2;            // 1..100
+  uint32_t fall = 3;            // 1..100
+  bool initial_up = false;      // `initial: up|down`: verdict before the first check
+};
+
+// Passive outlier detection (issue 3), fed by the proxy.
+struct PassiveHealth {
+  bool enabled = false;  // true once `health.passive` is present
+  uint32_t consecutive_failures = 5;  // 1..1000: connect failures, resets, 5xx in a row
+  bool gateway_errors_only = false;   // count 502/503/504 (and connect/reset), not other 5xx
+  Duration base_ejection{30'000};
+  Duration max_ejection{300'000};     // >= base_ejection
+  uint32_t max_ejection_percent = 10; // 0..100
+};
+
+// Retries (issue 3): to a different server, idempotent requests only unless nothing was sent.
+struct Retries {
+  uint32_t attempts = 1;  // retries after the first try, 0..10
+  bool on_connect_failure = true;
+  bool on_reset = true;          // reset/close before any response byte
+  std::vector<int> on_statuses;  // e.g. 502, 503, 504 (each 500..599)
+  uint32_t budget_percent = 20;  // 0..100 of the requests in flight
+  uint32_t min_retry_concurrency = 3;
+  Duration per_try_timeout{0};   // 0 = limits.timeout
+};
+
 struct Backend {
   std::string name;
   std::string balance = "round_robin";
   HashKey hash_key;
-  uint32_t ring_points = 100;          // ring_hash: points per unit of weight
+  uint32_t ring_points = 1000;         // ring_hash: points per unit of weight (~+-5% spread)
   uint32_t maglev_table_size = 65537;  // maglev: prime
   std::vector<Server> servers;
   BackendLimits limits;
+  ActiveHealth active;
+  PassiveHealth passive;
+  Retries retries;
+  Duration slow_start{0};            // 0 = off
+  uint32_t panic_threshold_percent = 0;  // 0 = off; "50%" in YAML
   int line = 0;
 };
 

@@ -14,6 +14,7 @@ namespace tandem::proxy {
 Server::Server() = default;
 
 Server::~Server() {
+  if (health_) health_->stop();
   for (auto& w : workers_) w->drain();
   for (auto& w : workers_) w->join();
 }
@@ -61,12 +62,17 @@ Result<void> Server::start(std::shared_ptr<const config::Config> cfg) {
   }
   std::vector<ListenerShared*> shared;
   for (auto& ls : listeners_) shared.push_back(ls.get());
+  health_ = std::make_unique<health::HealthManager>(cfg_, events_);
   std::random_device rd;
   for (unsigned w = 0; w < n; ++w) {
     uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd() ^ w;
-    workers_.push_back(std::make_unique<Worker>(static_cast<int>(w), cfg_, shared, fds[w], seed));
+    workers_.push_back(std::make_unique<Worker>(static_cast<int>(w), n, cfg_, shared, fds[w], seed,
+                                                health_.get()));
   }
   for (auto& w : workers_) w->start();
+  health_->start([this](std::shared_ptr<const health::HealthView> v) {
+    for (auto& w : workers_) w->publishHealth(v);
+  });
   for (const auto& l : cfg_->listeners) {
     log::info("listener {} ({}) on {} -> backend {}", l.name,
               l.mode == config::ListenerMode::kHttp ? "http" : "tcp", l.listen.text(), l.backend);

@@ -7,6 +7,8 @@
 
 #include "config/config.h"
 #include "core/error.h"
+#include "health/events.h"
+#include "health/manager.h"
 #include "proxy/worker.h"
 
 namespace tandem::proxy {
@@ -21,9 +23,13 @@ class Server {
   // within `timeout`.
   bool drain(config::Duration timeout);
   size_t workerCount() const { return workers_.size(); }
+  health::HealthManager& health() { return *health_; }
+  health::EventLog& events() { return events_; }
 
  private:
   std::shared_ptr<const config::Config> cfg_;
+  health::EventLog events_;
+  std::unique_ptr<health::HealthManager> health_;
   std::vector<std::unique_ptr<ListenerShared>> listeners_;
   std::vector<std::unique_ptr<Worker>> workers_;
 };

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <initializer_list>
 #include <cerrno>
 
 #include "core/log.h"
@@ -194,6 +195,9 @@ void Session::onTimer(int tag) {
   } else {
     if (up_ && !up_->connected) {
       onConnectFailed();
+    } else if (phase_ == Phase::kExchange && !resp_head_done_ && !resp_sent_any_) {
+      if (up_) w_.recordOutcome(be_, server_, false);
+      if (!retry(TryFailure::kTimeout)) respond(504);
     } else if (phase_ == Phase::kExchange && !resp_sent_any_) {
       respond(504);
     } else {
@@ -293,12 +297,15 @@ void Session::startRequest() {
   resetExchange();
   armClient(ClientTimer::kNone);
   phase_ = Phase::kExchange;
+  ++be_.active_requests;
+  active_counted_ = true;
   if (!connectUpstream()) respond(503);
 }
 
 void Session::resetExchange() {
   tried_ = {};
   attempts_ = 0;
+  retries_ = 0;
   req_pending_ = 0;
   resp_state_ = {};
   resp_body_ = {};
@@ -320,6 +327,7 @@ bool Session::connectUpstream() {
     ServerRt& srv = be_.servers[s];
     UpstreamConn* c = w_.takeIdle(srv);
     if (!c) {
+      if (be_.max_pending && be_.pending >= be_.max_pending) return false;  // circuit breaker
       auto fd = connectNonBlocking(srv.addr);
       if (!fd) {
         w_.markConnectFailure(be_, s);
@@ -329,11 +337,13 @@ bool Session::connectUpstream() {
       c = new UpstreamConn(w_, be_, s, *fd);
       ++srv.open_conns;
       ++w_.counters().upstream_connects;
+      ++be_.pending;
+      pending_held_ = true;
       up_timer_.arm(w_.loop().timers(be_.cfg->limits.connect_timeout.count()));
     } else {
       c->reused = true;
       ++w_.counters().upstream_reuses;
-      up_timer_.arm(w_.loop().timers(be_.cfg->limits.timeout.count()));
+      armUpstreamTimer();
     }
     up_ = c;
     server_ = s;
@@ -344,8 +354,35 @@ bool Session::connectUpstream() {
   return false;
 }
 
+void Session::releasePending() {
+  if (!pending_held_) return;
+  pending_held_ = false;
+  --be_.pending;
+}
+
+void Session::endRequestAccounting() {
+  releasePending();
+  if (budget_held_) {
+    budget_held_ = false;
+    be_.retry_budget->release();
+  }
+  if (active_counted_) {
+    active_counted_ = false;
+    --be_.active_requests;
+  }
+}
+
+void Session::armUpstreamTimer() {
+  const auto& lim = be_.cfg->limits;
+  int64_t ms = lim.timeout.count();
+  int64_t per_try = be_.cfg->retries.per_try_timeout.count();
+  if (!resp_head_done_ && per_try > 0 && per_try < ms) ms = per_try;
+  up_timer_.arm(w_.loop().timers(ms));
+}
+
 void Session::detachUpstream(bool reusable) {
   if (!up_) return;
+  releasePending();
   up_timer_.cancel();
   w_.requestFinished(be_, server_);
   if (reusable) {
@@ -367,10 +404,11 @@ bool Session::checkConnected() {
     return true;
   }
   up_->connected = true;
+  releasePending();
   if (tcp_) {
     up_timer_.cancel();  // the tunnel's idle timer (client timer) takes over
   } else {
-    up_timer_.arm(w_.loop().timers(be_.cfg->limits.timeout.count()));
+    armUpstreamTimer();
   }
   return true;
 }
@@ -379,6 +417,7 @@ void Session::onConnectFailed() {
   int s = server_;
   ++w_.counters().connect_failures;
   w_.markConnectFailure(be_, s);
+  w_.recordOutcome(be_, s, false);
   detachUpstream(false);
   if (s < 64) tried_.tried |= 1ull << s;
   // Nothing reached the backend, so trying another server is always safe.
@@ -395,16 +434,62 @@ void Session::onUpstreamBroken() {
   // a request without a body whose head we still hold is replayed on another connection.
   bool replay = up_ && up_->reused && resp_bytes_ == 0 && req_body_.kind == http::BodyKind::kNone &&
                 up_out_.size() > 0 && !resp_sent_any_;
-  detachUpstream(false);
   if (replay) {
+    detachUpstream(false);
     up_out_sent_ = 0;
     if (connectUpstream()) return;
+  } else if (up_) {
+    // The server failed this try: count it, and retry elsewhere if the request may be replayed.
+    w_.recordOutcome(be_, server_, false);
+    if (!resp_head_done_ && retry(TryFailure::kReset)) return;
   }
+  detachUpstream(false);
   if (!resp_sent_any_) {
     respond(502);
   } else {
     closeNow();
   }
+}
+
+bool Session::replayable() const {
+  using M = http::Method;
+  const bool idempotent = method_ == M::kGet || method_ == M::kHead || method_ == M::kOptions ||
+                          method_ == M::kPut || method_ == M::kDelete || method_ == M::kTrace;
+  // Bodies are streamed, not kept, so only a request without one can be sent again.
+  return idempotent && !upgrade_ && req_body_.kind == http::BodyKind::kNone && !up_out_.empty() &&
+         !resp_sent_any_;
+}
+
+bool Session::retriableStatus(int status) const {
+  const auto& codes = be_.cfg->retries.on_statuses;
+  return std::find(codes.begin(), codes.end(), status) != codes.end();
+}
+
+bool Session::retry(TryFailure why) {
+  const config::Retries& r = be_.cfg->retries;
+  if (tcp_ || retries_ >= r.attempts || !replayable()) return false;
+  if ((why == TryFailure::kReset || why == TryFailure::kTimeout) && !r.on_reset) return false;
+  PickExclusions next = tried_;
+  if (server_ >= 0 && server_ < 64) next.tried |= 1ull << server_;
+  if (w_.pickServer(be_, hash_, next) < 0) return false;  // nowhere else to go: caller answers
+  // The budget is held from the first retry until the request ends.
+  if (!budget_held_) {
+    if (!be_.retry_budget->tryAcquire(be_.active_requests)) return false;
+    budget_held_ = true;
+  }
+  ++retries_;
+  ++w_.counters().retries;
+  int s = server_;
+  detachUpstream(false);
+  if (s >= 0 && s < 64) tried_.tried |= 1ull << s;
+  resp_state_ = {};
+  resp_body_ = {};
+  resp_pending_ = 0;
+  resp_bytes_ = 0;
+  resp_head_done_ = false;
+  up_out_sent_ = 0;
+  if (!connectUpstream()) respond(502);
+  return true;  // the request is handled either way
 }
 
 // ---- exchange -----------------------------------------------------------------------------
@@ -469,7 +554,7 @@ bool Session::pumpRequest() {
   if (!req_body_.done && c_readable_ && !c_eof_ && in_.size() < BufferPool::kChunk) {
     int n = readClient();
     if (n > 0) {
-      up_timer_.arm(w_.loop().timers(be_.cfg->limits.timeout.count()));
+      armUpstreamTimer();
       p = true;
     } else if (n == 0) {
       closeNow();  // the client went away in the middle of its request body
@@ -509,7 +594,7 @@ bool Session::pumpResponse() {
     ssize_t n = readSome(up_->fd(), in, up_->readable, up_->hup);
     if (n > 0) {
       resp_bytes_ += static_cast<uint64_t>(n);
-      up_timer_.arm(w_.loop().timers(be_.cfg->limits.timeout.count()));
+      armUpstreamTimer();
       p = true;
     } else if (n == 0 || n == -2) {
       up_->eof = true;
@@ -540,6 +625,9 @@ bool Session::pumpResponse() {
       in.consume(resp.head_length);
       continue;
     }
+    const bool failed = Worker::isFailureStatus(*be_.cfg, resp.status);
+    w_.recordOutcome(be_, server_, !failed);
+    if (failed && retriableStatus(resp.status) && retry(TryFailure::kStatus)) return true;
     status_ = resp.status;
     if (resp.status / 100 < 6) ++w_.counters().responses[resp.status / 100];
     up_out_.clear();  // the request can no longer be replayed
@@ -615,6 +703,7 @@ void Session::finishExchange() {
   bool reusable = req_complete && u->in().empty() && !u->eof &&
                   resp_body_.kind != http::BodyKind::kUntilClose && resp_keep_alive_;
   detachUpstream(reusable);
+  endRequestAccounting();
   up_out_.clear();
   up_out_sent_ = 0;
   if (must_close_ || !req_complete || !req_keep_alive_ || w_.draining()) {
@@ -768,6 +857,7 @@ bool Session::stepSplicedTunnel() {
 
 void Session::respond(int status) {
   detachUpstream(false);
+  endRequestAccounting();
   if (status / 100 < 6) ++w_.counters().responses[status / 100];
   out_.append(errorResponse(status));
   in_.clear();  // nothing more of this connection is read as a request
@@ -805,6 +895,7 @@ void Session::closeNow() {
   phase_ = Phase::kClosed;
   client_timer_.cancel();
   detachUpstream(false);
+  endRequestAccounting();
   for (SpliceLane* lane : {&c2u_, &u2c_}) {
     bool empty = lane->empty();  // a pipe with bytes left must never serve another connection
     if (lane->active()) w_.pipes.release(lane->detach(), empty);

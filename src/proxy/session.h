@@ -71,6 +71,16 @@ class Session final : public IoHandler, public TimerHandler, public UpstreamOwne
   void resetExchange();
   void detachUpstream(bool reusable);
 
+  enum class TryFailure : uint8_t { kReset, kStatus, kTimeout };
+  // Starts another try on a different server if the policy, the budget and the request allow;
+  // false leaves the failure to the caller, true means the request is taken care of.
+  bool retry(TryFailure why);
+  bool replayable() const;
+  bool retriableStatus(int status) const;
+  void armUpstreamTimer();  // per-try timeout until the response head, then limits.timeout
+  void releasePending();
+  void endRequestAccounting();
+
   void respond(int status);  // generated response, then lingering close
   void closeNow();
   void armClient(ClientTimer kind);
@@ -106,7 +116,11 @@ class Session final : public IoHandler, public TimerHandler, public UpstreamOwne
   int server_ = -1;
   PickExclusions tried_;
   uint64_t hash_ = 0;
-  int attempts_ = 0;
+  int attempts_ = 0;   // connection attempts for this request (all causes)
+  uint32_t retries_ = 0;  // policy retries used
+  bool budget_held_ = false;
+  bool pending_held_ = false;   // counted in the backend's pending connects
+  bool active_counted_ = false; // counted in the backend's active requests
   Buffer up_out_;          // rewritten request head for the backend (kept until a response byte)
   size_t up_out_sent_ = 0;
   BodyFramer req_body_;

@@ -3,6 +3,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "core/log.h"
@@ -68,9 +69,11 @@ class Worker::Acceptor final : public IoHandler, public TimerHandler {
   Timer backoff_;
 };
 
-Worker::Worker(int id, std::shared_ptr<const config::Config> cfg,
-               std::vector<ListenerShared*> shared, std::vector<int> listen_fds, uint64_t seed)
-    : id_(id), cfg_(std::move(cfg)), rng_(seed) {
+Worker::Worker(int id, unsigned worker_count, std::shared_ptr<const config::Config> cfg,
+               std::vector<ListenerShared*> shared, std::vector<int> listen_fds, uint64_t seed,
+               health::HealthManager* health)
+    : id_(id), cfg_(std::move(cfg)), rng_(seed), health_manager_(health),
+      worker_count_(worker_count ? worker_count : 1) {
   backends_.resize(cfg_->backends.size());
   for (size_t bi = 0; bi < cfg_->backends.size(); ++bi) {
     const config::Backend& bc = cfg_->backends[bi];
@@ -78,7 +81,14 @@ Worker::Worker(int id, std::shared_ptr<const config::Config> cfg,
     b.cfg = &bc;
     b.hashed = balance::isHashAlgorithm(bc.balance);
     b.servers.resize(bc.servers.size());
-    std::vector<balance::ServerSpec> specs[2];
+    // Limits are per process; each worker takes its share (rounded up, at least 1).
+    auto share = [this](uint32_t limit) {
+      return limit == 0 ? 0u : std::max(1u, (limit + worker_count_ - 1) / worker_count_);
+    };
+    b.max_in_flight_per_server = share(bc.limits.max_connections_per_server);
+    b.max_pending = share(bc.limits.max_pending);
+    b.retry_budget = std::make_unique<health::RetryBudget>(bc.retries.budget_percent,
+                                                           bc.retries.min_retry_concurrency);
     for (size_t si = 0; si < bc.servers.size(); ++si) {
       const config::Server& sc = bc.servers[si];
       ServerRt& s = b.servers[si];
@@ -88,30 +98,77 @@ Worker::Worker(int id, std::shared_ptr<const config::Config> cfg,
       s.group = sc.backup ? 1 : 0;
       s.position = static_cast<int>(b.groups[s.group].members.size());
       b.groups[s.group].members.push_back(static_cast<int>(si));
-      specs[s.group].push_back({sc.name, sc.weight});
     }
-    balance::Options opts;
-    opts.ring_points_per_weight = bc.ring_points;
-    opts.maglev_table_size = bc.maglev_table_size;
-    for (int g = 0; g < 2; ++g) {
-      GroupRt& grp = b.groups[g];
+    for (GroupRt& grp : b.groups) {
       grp.eligible.assign(grp.members.size(), 1);
       grp.active.assign(grp.members.size(), 0);
-      if (grp.members.empty()) continue;
-      auto lb = balance::makeBalancer(bc.balance, specs[g], opts, &rng_);
-      if (!lb) {
-        log::error("backend {}: {}", bc.name, lb.error().message);
-        continue;  // validated by the config loader; cannot happen
-      }
-      grp.lb = std::move(*lb);
     }
+  }
+  if (health_manager_) health_ = health_manager_->current();
+  if (health_) {
+    applyHealth(*health_);
+  } else {
+    for (BackendRt& b : backends_) rebuildBalancers(b);
   }
   for (size_t i = 0; i < shared.size(); ++i) {
     acceptors_.push_back(std::make_unique<Acceptor>(*this, *shared[i], listen_fds[i]));
   }
   loop_.setWakeHandler([this] {
+    std::shared_ptr<const health::HealthView> v;
+    {
+      std::lock_guard<std::mutex> g(health_mu_);
+      v.swap(pending_health_);
+    }
+    if (v) {
+      health_ = v;  // the previous snapshot is released here, on the worker's own thread
+      applyHealth(*health_);
+    }
     if (drain_requested_.load() && !draining_) onDrain();
   });
+}
+
+void Worker::publishHealth(std::shared_ptr<const health::HealthView> view) {
+  {
+    std::lock_guard<std::mutex> g(health_mu_);
+    pending_health_ = std::move(view);
+  }
+  loop_.wake();
+}
+
+void Worker::applyHealth(const health::HealthView& view) {
+  for (size_t bi = 0; bi < backends_.size() && bi < view.backends.size(); ++bi) {
+    BackendRt& b = backends_[bi];
+    const health::BackendView& bv = view.backends[bi];
+    b.panic = bv.panic;
+    bool weights_changed = false;
+    for (size_t si = 0; si < b.servers.size() && si < bv.servers.size(); ++si) {
+      ServerRt& s = b.servers[si];
+      weights_changed |= s.health.weight_permille != bv.servers[si].weight_permille || !b.groups[s.group].lb;
+      s.health = bv.servers[si];
+    }
+    if (weights_changed) rebuildBalancers(b);
+  }
+}
+
+void Worker::rebuildBalancers(BackendRt& b) {
+  const config::Backend& bc = *b.cfg;
+  balance::Options opts;
+  opts.ring_points_per_weight = bc.ring_points;
+  opts.maglev_table_size = bc.maglev_table_size;
+  for (GroupRt& grp : b.groups) {
+    if (grp.members.empty()) continue;
+    std::vector<balance::ServerSpec> specs;
+    for (int si : grp.members) {
+      const ServerRt& s = b.servers[si];
+      specs.push_back({s.cfg->name, health::scaledWeight(s.cfg->weight, s.health.weight_permille)});
+    }
+    auto lb = balance::makeBalancer(bc.balance, std::move(specs), opts, &rng_);
+    if (!lb) {
+      log::error("backend {}: {}", bc.name, lb.error().message);  // validated at load
+      continue;
+    }
+    grp.lb = std::move(*lb);
+  }
 }
 
 Worker::~Worker() {
@@ -155,8 +212,9 @@ void Worker::maybeFinish() {
   if (draining_ && sessions_.empty()) loop_.stop();
 }
 
-int Worker::pickServer(BackendRt& b, uint64_t hash, const PickExclusions& ex) {
+int Worker::pickServer(BackendRt& b, uint64_t hash, const PickExclusions& ex, PickFailure* why) {
   const int64_t now = loop_.now();
+  bool capped = false;
   for (int g = 0; g < 2; ++g) {
     GroupRt& grp = b.groups[g];
     if (!grp.lb) continue;
@@ -164,7 +222,13 @@ int Worker::pickServer(BackendRt& b, uint64_t hash, const PickExclusions& ex) {
     for (size_t i = 0; i < grp.members.size(); ++i) {
       int si = grp.members[i];
       const ServerRt& s = b.servers[si];
-      bool ok = s.failed_until_ms <= now && !(si < 64 && (ex.tried >> si) & 1);
+      // Panic ignores health verdicts, never admin states or this request's own failed tries.
+      bool ok = !s.health.disabled && !s.health.draining && (s.health.healthy || b.panic) &&
+                s.failed_until_ms <= now && !(si < 64 && (ex.tried >> si) & 1);
+      if (ok && b.max_in_flight_per_server && s.in_flight >= b.max_in_flight_per_server) {
+        ok = false;  // circuit breaker: this server has all the requests it may take
+        capped = true;
+      }
       grp.eligible[i] = ok;
       any |= ok;
     }
@@ -173,17 +237,38 @@ int Worker::pickServer(BackendRt& b, uint64_t hash, const PickExclusions& ex) {
     int pos = grp.lb->pick(ctx);
     if (pos >= 0) return grp.members[pos];
   }
+  if (why) *why = capped ? PickFailure::kAtCapacity : PickFailure::kNoHealthyServer;
   return -1;
+}
+
+void Worker::recordOutcome(BackendRt& b, int server, bool ok) {
+  ServerRt& s = b.servers[server];
+  if (ok) {
+    s.consecutive_failures = 0;
+    return;
+  }
+  if (!b.cfg->passive.enabled || !health_manager_) return;
+  if (++s.consecutive_failures >= b.cfg->passive.consecutive_failures) {
+    s.consecutive_failures = 0;
+    health_manager_->reportFailureStreak(static_cast<int>(&b - backends_.data()), server);
+  }
+}
+
+bool Worker::isFailureStatus(const config::Backend& b, int status) {
+  if (b.passive.gateway_errors_only) return status >= 502 && status <= 504;
+  return status >= 500 && status <= 599;
 }
 
 void Worker::requestStarted(BackendRt& b, int server) {
   ServerRt& s = b.servers[server];
   ++b.groups[s.group].active[s.position];
+  ++s.in_flight;
 }
 
 void Worker::requestFinished(BackendRt& b, int server) {
   ServerRt& s = b.servers[server];
   --b.groups[s.group].active[s.position];
+  --s.in_flight;
 }
 
 void Worker::markConnectFailure(BackendRt& b, int server) {

@@ -3,6 +3,7 @@
 // connection pools and counters. Nothing here is shared with other workers except the immutable
 // config and the per-listener connection counters (one atomic increment per accepted connection).
 #include <atomic>
+#include <mutex>
 #include <memory>
 #include <random>
 #include <thread>
@@ -13,6 +14,9 @@
 #include "core/buffer.h"
 #include "core/event_loop.h"
 #include "core/socket.h"
+#include "health/manager.h"
+#include "health/policy.h"
+#include "health/view.h"
 #include "http/parser.h"
 #include "proxy/splice_pipe.h"
 
@@ -36,7 +40,10 @@ struct ServerRt {
   int group = 0;     // 0 = primaries, 1 = backups
   int position = 0;  // index inside its group's arrays
   uint32_t open_conns = 0;
-  int64_t failed_until_ms = 0;  // after a connect failure, skipped until then (this worker)
+  uint32_t in_flight = 0;            // requests on this server from this worker
+  int64_t failed_until_ms = 0;       // after a connect failure, skipped until then (this worker)
+  uint32_t consecutive_failures = 0; // passive detection, counted per worker
+  health::ServerView health;         // from the control thread's latest snapshot
   std::vector<UpstreamConn*> idle;  // keep-alive connections ready for reuse (LIFO)
 };
 
@@ -53,7 +60,16 @@ struct BackendRt {
   std::vector<ServerRt> servers;
   GroupRt groups[2];
   bool hashed = false;
+  bool panic = false;
+  uint32_t pending = 0;          // requests waiting for a new upstream connection
+  uint64_t active_requests = 0;  // requests in flight on this backend (this worker)
+  uint32_t max_in_flight_per_server = 0;  // this worker's share of max_connections_per_server
+  uint32_t max_pending = 0;               // this worker's share of max_pending
+  std::unique_ptr<health::RetryBudget> retry_budget;
 };
+
+// Why a pick found no server.
+enum class PickFailure { kNone, kNoHealthyServer, kAtCapacity };
 
 // Why a server may not be picked for this request (retries exclude servers already tried).
 struct PickExclusions {
@@ -67,12 +83,14 @@ struct WorkerCounters {
   uint64_t upstream_connects = 0;
   uint64_t upstream_reuses = 0;
   uint64_t connect_failures = 0;
+  uint64_t retries = 0;
 };
 
 class Worker {
  public:
-  Worker(int id, std::shared_ptr<const config::Config> cfg, std::vector<ListenerShared*> shared,
-         std::vector<int> listen_fds, uint64_t seed);
+  Worker(int id, unsigned worker_count, std::shared_ptr<const config::Config> cfg,
+         std::vector<ListenerShared*> shared, std::vector<int> listen_fds, uint64_t seed,
+         health::HealthManager* health);
   ~Worker();
 
   void start();
@@ -87,8 +105,15 @@ class Worker {
   const config::Config& config() const { return *cfg_; }
   bool draining() const { return draining_; }
 
-  // Picks a server of backend `b` for a request with key hash `hash`; -1 if none can take it.
-  int pickServer(BackendRt& b, uint64_t hash, const PickExclusions& ex);
+  // Picks a server of backend `b` for a request with key hash `hash`; -1 if none can take it
+  // (then `why` says whether none was healthy or all were at their limits).
+  int pickServer(BackendRt& b, uint64_t hash, const PickExclusions& ex, PickFailure* why = nullptr);
+  // Thread-safe: a new health snapshot from the control thread (applied on the worker's thread).
+  void publishHealth(std::shared_ptr<const health::HealthView> view);
+  // Passive outlier detection: the outcome of one try on a server.
+  void recordOutcome(BackendRt& b, int server, bool ok);
+  // HTTP statuses that count as a failed try for passive detection.
+  static bool isFailureStatus(const config::Backend& b, int status);
   BackendRt& backend(int i) { return backends_[i]; }
 
   // In-flight accounting used by least_conn / p2c.
@@ -115,6 +140,8 @@ class Worker {
   class Acceptor;
   void onDrain();
   void maybeFinish();
+  void applyHealth(const health::HealthView& view);
+  void rebuildBalancers(BackendRt& b);
 
   int id_;
   std::shared_ptr<const config::Config> cfg_;
@@ -122,6 +149,11 @@ class Worker {
   BufferPool pool_;
   balance::Random rng_;
   WorkerCounters counters_;
+  health::HealthManager* health_manager_ = nullptr;
+  std::shared_ptr<const health::HealthView> health_;
+  std::mutex health_mu_;  // guards pending_health_ (written by the control thread)
+  std::shared_ptr<const health::HealthView> pending_health_;
+  unsigned worker_count_ = 1;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
   std::vector<BackendRt> backends_;
   std::vector<Session*> sessions_;  // for draining; index kept in the session

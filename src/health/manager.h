@@ -1,0 +1,92 @@
+#pragma once
+// The control thread's view of backend health: runs active probes, takes passive failure reports
+// from workers, applies rise/fall, outlier ejection, slow start, panic and admin states, and
+// publishes immutable HealthView snapshots to the workers. Emits an event per transition.
+//
+// Threading: everything runs on the manager's own thread and loop, except the thread-safe entry
+// points marked below (they post to the loop).
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "config/config.h"
+#include "core/buffer.h"
+#include "core/event_loop.h"
+#include "health/events.h"
+#include "health/outlier.h"
+#include "health/probe.h"
+#include "health/rise_fall.h"
+#include "health/view.h"
+
+namespace tandem::health {
+
+enum class AdminState { kEnabled, kDraining, kDisabled };
+
+class HealthManager : public TimerHandler {
+ public:
+  using Publisher = std::function<void(std::shared_ptr<const HealthView>)>;
+
+  HealthManager(std::shared_ptr<const config::Config> cfg, EventLog& events);
+  ~HealthManager();
+
+  // The view before any check ran (initial verdicts), for workers created before start().
+  std::shared_ptr<const HealthView> current() const;
+  void start(Publisher publish);
+  void stop();
+
+  // Thread-safe: a worker saw `consecutive_failures` failed tries in a row on this server.
+  void reportFailureStreak(int backend, int server);
+  // Thread-safe: admin action; false if the backend or server does not exist.
+  bool setAdminState(const std::string& backend, const std::string& server, AdminState state);
+
+  void onTimer(int tag) override;
+
+ private:
+  struct ServerState {
+    RiseFall rf{1, 1, true};
+    bool checked = false;         // at least one active check finished
+    bool ejected = false;         // passive ejection in force
+    bool awaiting_probe = false;  // ejection over, waiting for a passed active check
+    AdminState admin = AdminState::kEnabled;
+    int64_t up_since_ms = 0;      // for slow start; 0 = at full weight from the start
+    std::unique_ptr<Probe> probe;
+  };
+  struct BackendState {
+    const config::Backend* cfg = nullptr;
+    std::vector<ServerState> servers;
+    std::unique_ptr<OutlierDetector> outlier;
+    bool panic = false;
+  };
+
+  bool healthy(const BackendState& b, const ServerState& s) const;
+  void onProbe(int b, int s, bool ok, const std::string& why);
+  void scheduleProbe(int b, int s);
+  void becameUp(int b, int s, const std::string& why);
+  void drainMailbox();
+  void housekeeping();
+  void publish();
+  std::shared_ptr<const HealthView> buildView();
+  void emit(const std::string& kind, int b, int s, const std::string& detail);
+
+  std::shared_ptr<const config::Config> cfg_;
+  EventLog& events_;
+  EventLoop loop_;
+  BufferPool pool_{16};
+  std::mt19937_64 rng_{std::random_device{}()};
+  std::vector<BackendState> backends_;
+  Timer tick_;
+  Publisher publish_;
+  std::thread thread_;
+  uint64_t version_ = 0;
+
+  mutable std::mutex mu_;  // guards the mailbox and current_
+  std::vector<std::pair<int, int>> reports_;
+  std::vector<std::tuple<int, int, AdminState>> admin_;
+  std::shared_ptr<const HealthView> current_;
+};
+
+}  // namespace tandem::health
