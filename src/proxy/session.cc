@@ -151,7 +151,14 @@ void Session::onUpstreamIo(uint32_t) {
 }
 
 void Session::drainNow() {
-  if (phase_ == Phase::kHead && in_.empty()) closeNow();
+  if (phase_ != Phase::kHead || !in_.empty()) return;  // busy: closes after its response
+  // A request may have arrived that epoll has not reported yet: look before closing.
+  c_readable_ = true;
+  if (readClient() > 0) {
+    drive();  // answered with Connection: close, since the worker is draining
+    return;
+  }
+  closeNow();
 }
 
 void Session::armClient(ClientTimer kind) {
