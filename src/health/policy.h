@@ -7,7 +7,8 @@
 namespace tandem::health {
 
 // Slow start: a server that (re)joins ramps its effective weight linearly from 10% to 100% over
-// `duration_ms`. Returns the factor in permille (100..1000).
+// `duration_ms`. Returns the factor in permille (100..1000). `up_since_ms` <= 0 means "no ramp in
+// progress" (monotonic clocks are far from 0; tests must not start their clock at 0).
 inline uint32_t slowStartPermille(int64_t now_ms, int64_t up_since_ms, int64_t duration_ms) {
   if (duration_ms <= 0 || up_since_ms <= 0 || now_ms >= up_since_ms + duration_ms) return 1000;
   int64_t elapsed = std::max<int64_t>(0, now_ms - up_since_ms);
