@@ -1,0 +1,146 @@
+#include "health/manager.h"
+
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+
+namespace tandem::health {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A listening loopback socket (accepted connections are never served, which is all a TCP check
+// needs) or, once closed, a port that refuses connections.
+struct Listener {
+  int fd = -1;
+  uint16_t port = 0;
+  Listener() {
+    fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(fd, 64);
+    socklen_t len = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+  }
+  void close() {
+    if (fd >= 0) ::close(fd);
+    fd = -1;
+  }
+  ~Listener() { close(); }
+};
+
+// Collects published views; waits for one that satisfies a condition (bounded).
+struct Views {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::shared_ptr<const HealthView> last;
+  void put(std::shared_ptr<const HealthView> v) {
+    std::lock_guard<std::mutex> g(mu);
+    last = std::move(v);
+    cv.notify_all();
+  }
+  bool waitFor(const std::function<bool(const HealthView&)>& pred,
+               std::chrono::milliseconds limit = 3s) {
+    std::unique_lock<std::mutex> g(mu);
+    return cv.wait_for(g, limit, [&] { return last && pred(*last); });
+  }
+};
+
+config::Config makeConfig(uint16_t up_port, uint16_t down_port) {
+  config::Config c;
+  config::Backend b;
+  b.name = "app";
+  b.servers.push_back({"up", {"127.0.0.1", up_port}, 1, false, 0});
+  b.servers.push_back({"down", {"127.0.0.1", down_port}, 1, false, 0});
+  c.backends.push_back(b);
+  return c;
+}
+
+TEST(HealthManager, ActiveTcpChecksTakeARefusingServerOutAndAdminStatesPublish) {
+  Listener good, bad;
+  uint16_t bad_port = bad.port;
+  bad.close();  // connections to it are refused now
+  auto cfg = makeConfig(good.port, bad_port);
+  auto& active = cfg.backends[0].active;
+  active.enabled = true;
+  active.type = config::CheckType::kTcp;
+  active.interval = 50ms;
+  active.timeout = 40ms;
+  active.rise = 1;
+  active.fall = 1;
+  active.initial_up = true;
+  EventLog events;
+  HealthManager m(std::make_shared<const config::Config>(cfg), events);
+  EXPECT_TRUE(m.current()->backends[0].servers[1].healthy);  // initial: up
+  Views views;
+  m.start([&](std::shared_ptr<const HealthView> v) { views.put(std::move(v)); });
+  ASSERT_TRUE(views.waitFor([](const HealthView& v) {
+    return v.backends[0].servers[0].healthy && !v.backends[0].servers[1].healthy;
+  }));
+  ASSERT_TRUE(m.setAdminState("app", "up", AdminState::kDraining));
+  EXPECT_FALSE(m.setAdminState("app", "nope", AdminState::kDraining));
+  ASSERT_TRUE(views.waitFor([](const HealthView& v) { return v.backends[0].servers[0].draining; }));
+  m.stop();
+  bool saw_down = false;
+  for (const Event& e : events.recent()) saw_down |= e.kind == "server_down" && e.server == "down";
+  EXPECT_TRUE(saw_down);
+}
+
+TEST(HealthManager, InitialDownServerNeedsOnePassedCheck) {
+  Listener good, other;
+  auto cfg = makeConfig(good.port, other.port);
+  auto& active = cfg.backends[0].active;
+  active.enabled = true;
+  active.interval = 50ms;
+  active.timeout = 40ms;
+  active.rise = 5;  // the first verdict needs one pass, not `rise`
+  active.initial_up = false;
+  EventLog events;
+  HealthManager m(std::make_shared<const config::Config>(cfg), events);
+  EXPECT_FALSE(m.current()->backends[0].servers[0].healthy);
+  Views views;
+  m.start([&](std::shared_ptr<const HealthView> v) { views.put(std::move(v)); });
+  EXPECT_TRUE(views.waitFor([](const HealthView& v) {
+    return v.backends[0].servers[0].healthy && v.backends[0].servers[1].healthy;
+  }, 1s));
+}
+
+TEST(HealthManager, PassiveEjectionWithoutActiveChecksEndsAfterItsTime) {
+  Listener a, b;
+  auto cfg = makeConfig(a.port, b.port);
+  auto& passive = cfg.backends[0].passive;
+  passive.enabled = true;
+  passive.consecutive_failures = 3;
+  passive.base_ejection = 200ms;
+  passive.max_ejection_percent = 50;
+  cfg.backends[0].slow_start = 1s;
+  EventLog events;
+  HealthManager m(std::make_shared<const config::Config>(cfg), events);
+  Views views;
+  m.start([&](std::shared_ptr<const HealthView> v) { views.put(std::move(v)); });
+  auto t0 = std::chrono::steady_clock::now();
+  m.reportFailureStreak(0, 1);
+  ASSERT_TRUE(views.waitFor([](const HealthView& v) { return !v.backends[0].servers[1].healthy; }));
+  m.reportFailureStreak(0, 0);  // a second ejection would exceed 50% of two servers
+  ASSERT_TRUE(views.waitFor([](const HealthView& v) {
+    return v.backends[0].servers[1].healthy && v.backends[0].servers[1].weight_permille < 1000;
+  }));
+  auto back_after = std::chrono::steady_clock::now() - t0;
+  EXPECT_GE(back_after, 180ms);  // ejection time (coarse clock tolerance)
+  EXPECT_TRUE(m.current()->backends[0].servers[0].healthy);
+  // Slow start: the returning server ramps up to full weight.
+  EXPECT_TRUE(views.waitFor(
+      [](const HealthView& v) { return v.backends[0].servers[1].weight_permille == 1000; }, 3s));
+}
+
+}  // namespace
+}  // namespace tandem::health
