@@ -761,11 +761,6 @@ bool Session::stepTunnel() {
       p = true;
     }
   }
-  if (in_.empty() && c_eof_ && !up_shut_) {
-    ::shutdown(up_->fd(), SHUT_WR);  // half-close travels on
-    up_shut_ = true;
-    p = true;
-  }
   if (c_readable_ && !c_eof_ && in_.size() < BufferPool::kChunk) {
     int n = readClient();
     if (n != -1) p = true;
@@ -793,17 +788,27 @@ bool Session::stepTunnel() {
     }
     if (n != -1) p = true;
   }
-  if (uin.empty() && out_.empty() && up_->eof && !c_shut_) {
+  return endTunnelStep(in_.empty(), uin.empty() && out_.empty(), p);
+}
+
+bool Session::endTunnelStep(bool to_backend_empty, bool to_client_empty, bool progress) {
+  // A half-close travels on once everything sent before it has been delivered.
+  if (to_backend_empty && c_eof_ && !up_shut_) {
+    ::shutdown(up_->fd(), SHUT_WR);
+    up_shut_ = true;
+    progress = true;
+  }
+  if (to_client_empty && up_->eof && !c_shut_) {
     ::shutdown(fd_, SHUT_WR);
     c_shut_ = true;
-    p = true;
+    progress = true;
   }
   if (c_shut_ && up_shut_) {
     closeNow();
     return false;
   }
-  if (p) armClient(ClientTimer::kIdle);
-  return p;
+  if (progress) armClient(ClientTimer::kIdle);
+  return progress;
 }
 
 bool Session::stepSplicedTunnel() {
@@ -825,11 +830,6 @@ bool Session::stepSplicedTunnel() {
     }
     p |= n != -1;
   }
-  if (c2u_.empty() && c_eof_ && !up_shut_) {
-    ::shutdown(up_->fd(), SHUT_WR);  // half-close travels on
-    up_shut_ = true;
-    p = true;
-  }
   // backend -> client
   if (!u2c_.empty() && c_writable_) {
     long n = u2c_.drain(fd_, c_writable_);
@@ -847,17 +847,7 @@ bool Session::stepSplicedTunnel() {
     }
     p |= n != -1;
   }
-  if (u2c_.empty() && up_->eof && !c_shut_) {
-    ::shutdown(fd_, SHUT_WR);
-    c_shut_ = true;
-    p = true;
-  }
-  if (c_shut_ && up_shut_) {
-    closeNow();
-    return false;
-  }
-  if (p) armClient(ClientTimer::kIdle);
-  return p;
+  return endTunnelStep(c2u_.empty(), u2c_.empty(), p);
 }
 
 // ---- generated responses and closing ------------------------------------------------------

@@ -57,6 +57,7 @@ class Session final : public IoHandler, public TimerHandler, public UpstreamOwne
   bool stepExchange();
   bool stepTunnel();
   bool stepSplicedTunnel();
+  bool endTunnelStep(bool to_backend_empty, bool to_client_empty, bool progress);
   bool stepClosing();
 
   void startRequest();
