@@ -3,6 +3,7 @@
 // collecting every error with its line instead of stopping at the first.
 #include <fcntl.h>
 #include <unistd.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <utility>
 
 #include "config/config.h"
@@ -27,6 +29,11 @@ constexpr size_t kMaxFileBytes = 16 << 20;
 constexpr Duration kMaxDuration = std::chrono::hours(24 * 7);
 constexpr size_t kMaxNameLength = 64;
 constexpr size_t kMaxSuggestDistance = 2;
+// YAML aliases let a few bytes repeat a map or list many times (`backends: [*b, *b, ...]` with
+// `servers: [*s, *s, ...]` inside is quadratic in the input size), so the walk stops after this
+// many errors and servers instead of building gigabytes of them.
+constexpr size_t kMaxErrors = 100;
+constexpr size_t kMaxServers = 100'000;
 
 using KeyLines = std::map<std::string, int, std::less<>>;
 
@@ -95,6 +102,46 @@ bool isTokenChar(char c) {
          std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
 }
 
+// Health checks put `path` into a request line and `host` into a Host header.
+constexpr size_t kMaxCheckText = 1024;
+
+bool isVisibleAscii(char c) { return c > ' ' && c < 0x7f; }
+
+// RFC 3986 reg-name, IP literal and port characters.
+bool isHostChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         std::string_view("-._~!$&'()*+,;=:[]%").find(c) != std::string_view::npos;
+}
+
+std::string millis(Duration d) { return std::to_string(d.count()) + "ms"; }
+
+// "200" or "200-399", statuses in 100..599.
+tl::expected<StatusRange, std::string> parseStatusRange(std::string_view text) {
+  auto number = [](std::string_view part, int& out) {
+    const auto [ptr, ec] = std::from_chars(part.data(), part.data() + part.size(), out);
+    return !part.empty() && ec == std::errc() && ptr == part.data() + part.size();
+  };
+  const size_t dash = text.find('-');
+  StatusRange range;
+  if (!number(text.substr(0, dash), range.low) ||
+      (dash != std::string_view::npos && !number(text.substr(dash + 1), range.high))) {
+    return tl::unexpected<std::string>("expected a status (e.g. 200) or a range (e.g. 200-399)");
+  }
+  if (dash == std::string_view::npos) range.high = range.low;
+  if (range.low < 100 || range.low > 599 || range.high < 100 || range.high > 599) {
+    return tl::unexpected<std::string>("statuses must be in 100..599");
+  }
+  if (range.low > range.high) {
+    return tl::unexpected<std::string>("the range is reversed");
+  }
+  return range;
+}
+
+int keyLine(const KeyLines& keys, std::string_view key, int fallback) {
+  auto it = keys.find(key);
+  return it == keys.end() ? fallback : it->second;
+}
+
 struct Field {
   std::string_view key;
   std::function<void(const YAML::Node& value, int line)> parse;
@@ -105,8 +152,12 @@ class Loader {
   explicit Loader(const std::string& file) : file_(file) {}
 
   Config load(const YAML::Node& root);
-  std::vector<ConfigError> takeErrors() { return std::move(errors_); }
+  // Sorted by line, plus a final "too many errors" note once kMaxErrors was reached.
+  std::vector<ConfigError> takeErrors();
+  // True once the walk should stop (see kMaxErrors): the rest would only repeat itself.
+  bool full() const { return stopped_ || errors_.size() >= kMaxErrors; }
   void error(int line, std::string reason) {
+    if (errors_.size() >= kMaxErrors) return;
     errors_.push_back(ConfigError{file_, line, std::move(reason)});
   }
 
@@ -147,10 +198,19 @@ class Loader {
   void parseHashKey(const YAML::Node& node, int line, HashKey& key);
   void parseServer(const YAML::Node& node, int line, Backend& backend, KeyLines& server_names);
   void parseBackendLimits(const YAML::Node& node, int line, BackendLimits& limits);
+  void parseHealth(const YAML::Node& node, int line, Backend& backend);
+  void parseActiveHealth(const YAML::Node& node, int line, ActiveHealth& active);
+  void parseExpect(const YAML::Node& node, int line, std::vector<StatusRange>& expect);
+  void parsePassiveHealth(const YAML::Node& node, int line, PassiveHealth& passive);
+  void parseRetries(const YAML::Node& node, int line, Retries& retries, int& per_try_timeout_line);
+  void parseRetryOn(const YAML::Node& node, int line, Retries& retries);
+  void parsePanicThreshold(const YAML::Node& node, int line, uint32_t& percent);
   void checkReferences(const Config& config);
 
   const std::string& file_;
   std::vector<ConfigError> errors_;
+  bool stopped_ = false;
+  size_t server_count_ = 0;  // across all backends, see kMaxServers
   // Parallel to Config::listeners / Config::backends: the line of each key, for cross-checks.
   std::vector<KeyLines> listener_keys_;
   std::vector<KeyLines> backend_keys_;
@@ -164,6 +224,7 @@ KeyLines Loader::walkMap(const YAML::Node& map, int line, std::string_view where
   // Copies, not references: yaml-cpp's iterator hands out a temporary pair, so `it->first` bound
   // to a reference dangles (ASan: stack-use-after-scope).
   for (const auto& entry : map) {
+    if (full()) break;
     const YAML::Node key_node = entry.first;
     const YAML::Node value = entry.second;
     const int key_line = lineOf(key_node, line);
@@ -340,15 +401,21 @@ Config Loader::load(const YAML::Node& root) {
              // A wrong type is reported once here, not again as "no listeners" below.
              has_listeners = !v.IsSequence() || v.size() > 0;
              if (!expectList(v, l, "listeners")) return;
-             for (const YAML::Node& item : v) parseListener(item, l, config);
+             for (const YAML::Node& item : v) {
+               if (full()) break;
+               parseListener(item, l, config);
+             }
            }},
           {"backends",
            [&](const YAML::Node& v, int l) {
              if (!expectList(v, l, "backends")) return;
-             for (const YAML::Node& item : v) parseBackend(item, l, config);
+             for (const YAML::Node& item : v) {
+               if (full()) break;
+               parseBackend(item, l, config);
+             }
            }},
       });
-  if (!has_listeners) {
+  if (!has_listeners && !full()) {
     auto it = seen.find("listeners");
     error(it == seen.end() ? 0 : it->second, "at least one listener is required");
   }
@@ -490,10 +557,10 @@ void Loader::parseBackend(const YAML::Node& node, int list_line, Config& config)
     return;
   }
   bool balance_ok = true;
+  int per_try_timeout_line = backend.line;
   KeyLines server_names;
   KeyLines seen = walkMap(
-      node, backend.line, "backend",
-      {"sticky", "rate_limit", "health", "retries", "slow_start", "panic_threshold"},
+      node, backend.line, "backend", {"sticky", "rate_limit"},
       {
           {"name",
            [&](const YAML::Node& v, int l) {
@@ -541,17 +608,42 @@ void Loader::parseBackend(const YAML::Node& node, int list_line, Config& config)
           {"servers",
            [&](const YAML::Node& v, int l) {
              if (!expectList(v, l, "servers")) return;
-             for (const YAML::Node& item : v) parseServer(item, l, backend, server_names);
+             for (const YAML::Node& item : v) {
+               if (full()) break;
+               if (++server_count_ > kMaxServers) {
+                 error(l, "more than " + std::to_string(kMaxServers) + " servers in total");
+                 stopped_ = true;
+                 break;
+               }
+               parseServer(item, l, backend, server_names);
+             }
              const bool has_primary = std::any_of(backend.servers.begin(), backend.servers.end(),
                                                   [](const Server& s) { return !s.backup; });
-             if (!has_primary) {
+             if (!has_primary && !full()) {
                error(l, "'servers' needs at least one server that is not a backup");
              }
            }},
           {"limits", [&](const YAML::Node& v, int l) { parseBackendLimits(v, l, backend.limits); }},
+          {"health", [&](const YAML::Node& v, int l) { parseHealth(v, l, backend); }},
+          {"retries", [&](const YAML::Node& v,
+                          int l) { parseRetries(v, l, backend.retries, per_try_timeout_line); }},
+          {"slow_start",
+           [&](const YAML::Node& v, int l) {
+             setDuration(backend.slow_start, v, l, "slow_start", Duration{0});
+           }},
+          {"panic_threshold",
+           [&](const YAML::Node& v, int l) {
+             parsePanicThreshold(v, l, backend.panic_threshold_percent);
+           }},
       });
   const std::string who =
       backend.name.empty() ? std::string("backend") : "backend '" + backend.name + "'";
+  // A try may not outlast the whole request's response timeout (limits may come after retries).
+  if (backend.retries.per_try_timeout > backend.limits.timeout) {
+    error(per_try_timeout_line, "'per_try_timeout' (" + millis(backend.retries.per_try_timeout) +
+                                    ") must not be longer than the backend's 'timeout' (" +
+                                    millis(backend.limits.timeout) + ")");
+  }
   for (std::string_view required : {"name", "servers"}) {
     if (!seen.contains(required)) {
       error(backend.line, who + " is missing '" + std::string(required) + "'");
@@ -692,9 +784,312 @@ void Loader::parseBackendLimits(const YAML::Node& node, int line, BackendLimits&
       });
 }
 
-int keyLine(const KeyLines& keys, std::string_view key, int fallback) {
-  auto it = keys.find(key);
-  return it == keys.end() ? fallback : it->second;
+void Loader::parseHealth(const YAML::Node& node, int line, Backend& backend) {
+  if (!expectMap(node, line, "health")) return;
+  walkMap(
+      node, line, "health", {},
+      {
+          {"active", [&](const YAML::Node& v, int l) { parseActiveHealth(v, l, backend.active); }},
+          {"passive",
+           [&](const YAML::Node& v, int l) { parsePassiveHealth(v, l, backend.passive); }},
+      });
+}
+
+void Loader::parseActiveHealth(const YAML::Node& node, int line, ActiveHealth& active) {
+  static constexpr uint64_t kMaxRiseFall = 100;
+  static constexpr uint64_t kMaxJitterPercent = 50;
+  static constexpr size_t kMaxMethodLength = 32;
+  if (!expectMap(node, line, "active")) return;
+  active.enabled = true;
+  bool type_ok = true;
+  const KeyLines seen = walkMap(
+      node, line, "health.active", {},
+      {
+          {"type",
+           [&](const YAML::Node& v, int l) {
+             auto value = scalar(v, l, "type");
+             type_ok = false;
+             if (!value) return;
+             if (*value == "tcp") {
+               active.type = CheckType::kTcp;
+             } else if (*value == "http") {
+               active.type = CheckType::kHttp;
+             } else {
+               error(l, "'type' must be tcp or http, got '" + *value + "'");
+               return;
+             }
+             type_ok = true;
+           }},
+          {"path",
+           [&](const YAML::Node& v, int l) {
+             auto value = scalar(v, l, "path");
+             if (!value) return;
+             if (value->empty() || value->front() != '/' || value->size() > kMaxCheckText ||
+                 !std::all_of(value->begin(), value->end(), isVisibleAscii)) {
+               error(l, "'path' must start with '/' and be at most " +
+                            std::to_string(kMaxCheckText) +
+                            " visible ASCII characters (no spaces or control characters; "
+                            "percent-encode the rest), got '" +
+                            *value + "'");
+               return;
+             }
+             active.path = *value;
+           }},
+          {"method",
+           [&](const YAML::Node& v, int l) {
+             auto value = scalar(v, l, "method");
+             if (!value) return;
+             if (value->empty() || value->size() > kMaxMethodLength ||
+                 !std::all_of(value->begin(), value->end(), isTokenChar)) {
+               error(l, "'method' must be an HTTP method token (e.g. GET or HEAD), got '" + *value +
+                            "'");
+               return;
+             }
+             active.method = *value;
+           }},
+          {"host",
+           [&](const YAML::Node& v, int l) {
+             auto value = scalar(v, l, "host");
+             if (!value) return;
+             if (value->empty() || value->size() > kMaxCheckText ||
+                 !std::all_of(value->begin(), value->end(), isHostChar)) {
+               error(l,
+                     "'host' must be a host name or HOST:PORT without spaces or control "
+                     "characters, got '" +
+                         *value + "'");
+               return;
+             }
+             active.host = *value;
+           }},
+          {"expect", [&](const YAML::Node& v, int l) { parseExpect(v, l, active.expect); }},
+          {"body_contains",
+           [&](const YAML::Node& v, int l) {
+             auto value = scalar(v, l, "body_contains");
+             if (!value) return;
+             if (value->empty() || value->size() > kMaxCheckText) {
+               error(l, "'body_contains' must be 1.." + std::to_string(kMaxCheckText) +
+                            " characters, got " + std::to_string(value->size()));
+               return;
+             }
+             active.body_contains = *value;
+           }},
+          {"interval", [&](const YAML::Node& v,
+                           int l) { setDuration(active.interval, v, l, "interval", Duration{1}); }},
+          {"fast_interval",
+           [&](const YAML::Node& v, int l) {
+             setDuration(active.fast_interval, v, l, "fast_interval", Duration{1});
+           }},
+          {"jitter_percent",
+           [&](const YAML::Node& v, int l) {
+             setInteger(active.jitter_percent, v, l, "jitter_percent", 0, kMaxJitterPercent);
+           }},
+          {"timeout", [&](const YAML::Node& v,
+                          int l) { setDuration(active.timeout, v, l, "timeout", Duration{1}); }},
+          {"rise", [&](const YAML::Node& v,
+                       int l) { setInteger(active.rise, v, l, "rise", 1, kMaxRiseFall); }},
+          {"fall", [&](const YAML::Node& v,
+                       int l) { setInteger(active.fall, v, l, "fall", 1, kMaxRiseFall); }},
+          {"initial",
+           [&](const YAML::Node& v, int l) {
+             auto value = scalar(v, l, "initial");
+             if (!value) return;
+             if (*value == "up" || *value == "down") {
+               active.initial_up = *value == "up";
+             } else {
+               error(l, "'initial' must be up or down, got '" + *value + "'");
+             }
+           }},
+      });
+  // Silently ignoring an HTTP option on a TCP check would let someone believe it is checked.
+  if (type_ok && active.type == CheckType::kTcp) {
+    for (std::string_view key : {"path", "method", "host", "expect", "body_contains"}) {
+      if (auto it = seen.find(key); it != seen.end()) {
+        error(it->second, "'" + std::string(key) + "' applies only to type: http checks");
+      }
+    }
+  }
+  // Compared as configured or defaulted, reported at whichever of the two keys was written.
+  const int interval_line = keyLine(seen, "interval", line);
+  if (active.timeout > active.interval) {
+    error(keyLine(seen, "timeout", interval_line), "'timeout' (" + millis(active.timeout) +
+                                                       ") must not be longer than 'interval' (" +
+                                                       millis(active.interval) + ")");
+  }
+  if (active.fast_interval > active.interval) {
+    error(keyLine(seen, "fast_interval", interval_line),
+          "'fast_interval' (" + millis(active.fast_interval) +
+              ") must not be longer than 'interval' (" + millis(active.interval) + ")");
+  }
+}
+
+void Loader::parseExpect(const YAML::Node& node, int line, std::vector<StatusRange>& expect) {
+  static constexpr size_t kMaxRanges = 32;
+  std::vector<StatusRange> ranges;
+  bool ok = true;
+  auto one = [&](const YAML::Node& item, int item_line) {
+    auto text = scalar(item, item_line, "expect");
+    if (!text) {
+      ok = false;
+      return;
+    }
+    auto range = parseStatusRange(*text);
+    if (!range) {
+      error(item_line, "'expect': invalid status '" + *text + "': " + range.error());
+      ok = false;
+      return;
+    }
+    ranges.push_back(*range);
+  };
+  if (!node.IsSequence()) {
+    one(node, line);
+  } else if (node.size() == 0 || node.size() > kMaxRanges) {
+    error(line, "'expect' must list 1.." + std::to_string(kMaxRanges) +
+                    " statuses or ranges, got " + std::to_string(node.size()));
+    return;
+  } else {
+    for (const YAML::Node& item : node) one(item, lineOf(item, line));
+  }
+  if (ok) expect = std::move(ranges);
+}
+
+void Loader::parsePassiveHealth(const YAML::Node& node, int line, PassiveHealth& passive) {
+  static constexpr uint64_t kMaxConsecutiveFailures = 1000;
+  if (!expectMap(node, line, "passive")) return;
+  passive.enabled = true;
+  const KeyLines seen =
+      walkMap(node, line, "health.passive", {},
+              {
+                  {"consecutive_failures",
+                   [&](const YAML::Node& v, int l) {
+                     setInteger(passive.consecutive_failures, v, l, "consecutive_failures", 1,
+                                kMaxConsecutiveFailures);
+                   }},
+                  {"gateway_errors_only",
+                   [&](const YAML::Node& v, int l) {
+                     if (auto value = boolean(v, l, "gateway_errors_only")) {
+                       passive.gateway_errors_only = *value;
+                     }
+                   }},
+                  {"base_ejection",
+                   [&](const YAML::Node& v, int l) {
+                     setDuration(passive.base_ejection, v, l, "base_ejection", Duration{1});
+                   }},
+                  {"max_ejection",
+                   [&](const YAML::Node& v, int l) {
+                     setDuration(passive.max_ejection, v, l, "max_ejection", Duration{1});
+                   }},
+                  {"max_ejection_percent",
+                   [&](const YAML::Node& v, int l) {
+                     setInteger(passive.max_ejection_percent, v, l, "max_ejection_percent", 0, 100);
+                   }},
+              });
+  if (passive.max_ejection < passive.base_ejection) {
+    error(keyLine(seen, "max_ejection", keyLine(seen, "base_ejection", line)),
+          "'max_ejection' (" + millis(passive.max_ejection) +
+              ") must be at least 'base_ejection' (" + millis(passive.base_ejection) + ")");
+  }
+}
+
+void Loader::parseRetries(const YAML::Node& node, int line, Retries& retries,
+                          int& per_try_timeout_line) {
+  static constexpr uint64_t kMaxAttempts = 10;
+  static constexpr uint64_t kMaxMinRetryConcurrency = 1000;
+  if (!expectMap(node, line, "retries")) return;
+  walkMap(node, line, "retries", {},
+          {
+              {"attempts",
+               [&](const YAML::Node& v, int l) {
+                 setInteger(retries.attempts, v, l, "attempts", 0, kMaxAttempts);
+               }},
+              {"retry_on", [&](const YAML::Node& v, int l) { parseRetryOn(v, l, retries); }},
+              {"budget_percent",
+               [&](const YAML::Node& v, int l) {
+                 setInteger(retries.budget_percent, v, l, "budget_percent", 0, 100);
+               }},
+              {"min_retry_concurrency",
+               [&](const YAML::Node& v, int l) {
+                 setInteger(retries.min_retry_concurrency, v, l, "min_retry_concurrency", 0,
+                            kMaxMinRetryConcurrency);
+               }},
+              {"per_try_timeout",
+               [&](const YAML::Node& v, int l) {
+                 per_try_timeout_line = l;
+                 setDuration(retries.per_try_timeout, v, l, "per_try_timeout", Duration{0});
+               }},
+          });
+}
+
+// The list replaces the defaults: whatever it does not name is not retried.
+void Loader::parseRetryOn(const YAML::Node& node, int line, Retries& retries) {
+  if (!expectList(node, line, "retry_on")) return;
+  bool ok = true;
+  bool on_connect_failure = false;
+  bool on_reset = false;
+  std::vector<int> statuses;
+  for (const YAML::Node& item : node) {
+    if (full()) break;
+    const int item_line = lineOf(item, line);
+    auto text = scalar(item, item_line, "retry_on");
+    if (!text) {
+      ok = false;
+      continue;
+    }
+    bool duplicate = false;
+    if (*text == "connect_failure") {
+      duplicate = std::exchange(on_connect_failure, true);
+    } else if (*text == "reset") {
+      duplicate = std::exchange(on_reset, true);
+    } else {
+      int status = 0;
+      const char* end = text->data() + text->size();
+      const auto [ptr, ec] = std::from_chars(text->data(), end, status);
+      if (text->empty() || ec != std::errc() || ptr != end || status < 500 || status > 599) {
+        error(item_line,
+              "'retry_on' entries must be connect_failure, reset or a status in 500..599, got '" +
+                  *text + "'" + suggest(*text, {"connect_failure", "reset"}));
+        ok = false;
+        continue;
+      }
+      duplicate = std::find(statuses.begin(), statuses.end(), status) != statuses.end();
+      if (!duplicate) statuses.push_back(status);
+    }
+    if (duplicate) {
+      error(item_line, "'retry_on' lists '" + *text + "' more than once");
+      ok = false;
+    }
+  }
+  if (!ok) return;
+  std::sort(statuses.begin(), statuses.end());
+  retries.on_connect_failure = on_connect_failure;
+  retries.on_reset = on_reset;
+  retries.on_statuses = std::move(statuses);
+}
+
+// "50%" (or a bare 50).
+void Loader::parsePanicThreshold(const YAML::Node& node, int line, uint32_t& percent) {
+  auto text = scalar(node, line, "panic_threshold");
+  if (!text) return;
+  std::string_view digits = *text;
+  if (digits.ends_with('%')) digits.remove_suffix(1);
+  uint32_t value = 0;
+  const auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+  if (digits.empty() || ec != std::errc() || ptr != digits.data() + digits.size() || value > 100) {
+    error(line,
+          "'panic_threshold' must be a percentage in 0%..100% (e.g. 50%), got '" + *text + "'");
+    return;
+  }
+  percent = value;
+}
+
+std::vector<ConfigError> Loader::takeErrors() {
+  std::vector<ConfigError> errors = std::move(errors_);
+  std::stable_sort(errors.begin(), errors.end(),
+                   [](const ConfigError& a, const ConfigError& b) { return a.line < b.line; });
+  if (errors.size() >= kMaxErrors) {
+    errors.push_back(ConfigError{
+        file_, 0, "too many errors; stopped after the first " + std::to_string(kMaxErrors)});
+  }
+  return errors;
 }
 
 // Two listeners conflict when the kernel would refuse (or, with SO_REUSEPORT, silently share) the
@@ -711,7 +1106,7 @@ bool listenConflict(const SocketAddress& a, const SocketAddress& b) {
 
 void Loader::checkReferences(const Config& config) {
   KeyLines listener_names;
-  for (size_t i = 0; i < config.listeners.size(); ++i) {
+  for (size_t i = 0; i < config.listeners.size() && !full(); ++i) {
     const Listener& listener = config.listeners[i];
     const KeyLines& keys = listener_keys_[i];
     if (!listener.name.empty()) {
@@ -741,7 +1136,7 @@ void Loader::checkReferences(const Config& config) {
     }
   }
   KeyLines backend_names;
-  for (size_t i = 0; i < config.backends.size(); ++i) {
+  for (size_t i = 0; i < config.backends.size() && !full(); ++i) {
     const Backend& backend = config.backends[i];
     if (backend.name.empty()) continue;
     const int line = keyLine(backend_keys_[i], "name", backend.line);
@@ -751,6 +1146,49 @@ void Loader::checkReferences(const Config& config) {
                       std::to_string(it->second) + ")");
     }
   }
+}
+
+// Records where a document's first node is; a document with only a null root stays at 0.
+class DocumentProbe : public YAML::EventHandler {
+ public:
+  int line = 0;
+
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { see(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                const std::string&) override {
+    see(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    see(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    see(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void see(const YAML::Mark& mark) {
+    if (line == 0) line = mark.line + 1;
+  }
+};
+
+// 1-based line where a second, non-empty YAML document starts, or 0. Not YAML::LoadAll: in
+// yaml-cpp 0.7 it loops forever, allocating, on inputs as small as "," (jbeder/yaml-cpp#1040, fixed
+// upstream by #1319), so this parses at most two documents and only looks at their events.
+int secondDocumentLine(const std::string& text) {
+  std::istringstream in(text);
+  YAML::Parser parser(in);
+  DocumentProbe first;
+  if (!parser.HandleNextDocument(first)) return 0;
+  DocumentProbe second;
+  if (!parser.HandleNextDocument(second)) return 0;
+  return second.line;
 }
 
 tl::unexpected<std::vector<ConfigError>> single(const std::string& path, int line,
@@ -765,25 +1203,23 @@ tl::expected<Config, std::vector<ConfigError>> loadString(std::string_view yaml,
                                                           const std::string& path) {
   // yaml-cpp reports everything by exception; this is the one place they are turned into errors.
   try {
-    std::vector<YAML::Node> documents;
+    const std::string text(yaml);
+    YAML::Node root;
+    int second_document = 0;
     try {
-      documents = YAML::LoadAll(std::string(yaml));
+      root = YAML::Load(text);
+      second_document = secondDocumentLine(text);
     } catch (const YAML::Exception& e) {
       return single(path, e.mark.is_null() ? 0 : e.mark.line + 1, "invalid YAML: " + e.msg);
     }
-    if (documents.empty() || (documents.size() == 1 && documents[0].IsNull())) {
-      return single(path, 0, "the configuration is empty");
-    }
+    if (!root.IsDefined() || root.IsNull()) return single(path, 0, "the configuration is empty");
     Loader loader(path);
-    Config config = loader.load(documents[0]);
-    if (documents.size() > 1) {
-      loader.error(lineOf(documents[1], 0),
-                   "expected one YAML document, found " + std::to_string(documents.size()));
+    Config config = loader.load(root);
+    if (second_document != 0) {
+      loader.error(second_document, "expected one YAML document, found another one here");
     }
     std::vector<ConfigError> errors = loader.takeErrors();
     if (errors.empty()) return config;
-    std::stable_sort(errors.begin(), errors.end(),
-                     [](const ConfigError& a, const ConfigError& b) { return a.line < b.line; });
     return tl::unexpected<std::vector<ConfigError>>(std::move(errors));
   } catch (const std::exception& e) {
     return single(path, 0, std::string("internal error while loading: ") + e.what());

@@ -427,8 +427,9 @@ void Session::onConnectFailed() {
   w_.recordOutcome(be_, s, false);
   detachUpstream(false);
   if (s < 64) tried_.tried |= 1ull << s;
-  // Nothing reached the backend, so trying another server is always safe.
-  if (connectUpstream()) return;
+  // Nothing reached the backend, so trying another server is always safe (and cheap: it does not
+  // count against `attempts` or the budget); `retry_on` without connect_failure turns it off.
+  if ((tcp_ || be_.cfg->retries.on_connect_failure) && connectUpstream()) return;
   if (tcp_) {
     closeNow();
   } else {
