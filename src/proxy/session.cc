@@ -18,6 +18,7 @@ namespace {
 constexpr size_t kMaxResponseHead = 64 * 1024;
 constexpr int64_t kLingerMs = 2000;
 constexpr int kMaxAttempts = 8;
+constexpr int64_t kDrainGraceMs = 1000;
 
 bool wouldBlock(int e) { return e == EAGAIN || e == EWOULDBLOCK; }
 
@@ -152,13 +153,20 @@ void Session::onUpstreamIo(uint32_t) {
 
 void Session::drainNow() {
   if (phase_ != Phase::kHead || !in_.empty()) return;  // busy: closes after its response
-  // A request may have arrived that epoll has not reported yet: look before closing.
+  // A client may be sending a request right now: give idle connections a short grace period in
+  // which a request is still answered (with Connection: close), then close them.
   c_readable_ = true;
   if (readClient() > 0) {
-    drive();  // answered with Connection: close, since the worker is draining
+    drive();
     return;
   }
-  closeNow();
+  if (c_eof_) {
+    closeNow();
+    return;
+  }
+  client_timer_kind_ = ClientTimer::kIdle;
+  client_timer_.arm(w_.loop().timers(
+      std::min<int64_t>(kDrainGraceMs, w_.config().drain_timeout.count() / 2)));
 }
 
 void Session::armClient(ClientTimer kind) {

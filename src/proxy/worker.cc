@@ -12,7 +12,11 @@
 
 namespace tandem::proxy {
 namespace {
-constexpr int64_t kConnectFailureHoldMs = 2000;  // until health checks own this decision
+// Without health checks, a server that refused a connection is skipped by this worker for a while;
+// with them, the control thread's verdict decides.
+constexpr int64_t kConnectFailureHoldMs = 2000;
+// Slow start needs weight resolution below 1: weights are scaled by this while it is configured.
+constexpr uint32_t kSlowStartWeightUnit = 20;
 constexpr int64_t kAcceptBackoffMs = 100;        // after EMFILE/ENFILE
 }  // namespace
 
@@ -143,8 +147,15 @@ void Worker::applyHealth(const health::HealthView& view) {
     bool weights_changed = false;
     for (size_t si = 0; si < b.servers.size() && si < bv.servers.size(); ++si) {
       ServerRt& s = b.servers[si];
-      weights_changed |= s.health.weight_permille != bv.servers[si].weight_permille || !b.groups[s.group].lb;
-      s.health = bv.servers[si];
+      const health::ServerView& nv = bv.servers[si];
+      weights_changed |= s.health.weight_permille != nv.weight_permille || !b.groups[s.group].lb;
+      if (s.health.healthy != nv.healthy) {
+        // A new verdict starts a new count everywhere: an ejection (or a return) forgets the
+        // failures other workers had counted, and a server back up is not held out locally.
+        s.consecutive_failures = 0;
+        s.failed_until_ms = 0;
+      }
+      s.health = nv;
     }
     if (weights_changed) rebuildBalancers(b);
   }
@@ -152,15 +163,17 @@ void Worker::applyHealth(const health::HealthView& view) {
 
 void Worker::rebuildBalancers(BackendRt& b) {
   const config::Backend& bc = *b.cfg;
+  const uint32_t unit = bc.slow_start.count() > 0 ? kSlowStartWeightUnit : 1;
   balance::Options opts;
-  opts.ring_points_per_weight = bc.ring_points;
+  opts.ring_points_per_weight = std::max<uint32_t>(1, bc.ring_points / unit);  // same ring size
   opts.maglev_table_size = bc.maglev_table_size;
   for (GroupRt& grp : b.groups) {
     if (grp.members.empty()) continue;
     std::vector<balance::ServerSpec> specs;
     for (int si : grp.members) {
       const ServerRt& s = b.servers[si];
-      specs.push_back({s.cfg->name, health::scaledWeight(s.cfg->weight, s.health.weight_permille)});
+      specs.push_back(
+          {s.cfg->name, health::scaledWeight(s.cfg->weight * unit, s.health.weight_permille)});
     }
     auto lb = balance::makeBalancer(bc.balance, std::move(specs), opts, &rng_);
     if (!lb) {
@@ -223,8 +236,9 @@ int Worker::pickServer(BackendRt& b, uint64_t hash, const PickExclusions& ex, Pi
       int si = grp.members[i];
       const ServerRt& s = b.servers[si];
       // Panic ignores health verdicts, never admin states or this request's own failed tries.
-      bool ok = !s.health.disabled && !s.health.draining && (s.health.healthy || b.panic) &&
-                s.failed_until_ms <= now && !(si < 64 && (ex.tried >> si) & 1);
+      bool ok = !s.health.disabled && !s.health.draining &&
+                ((s.health.healthy && s.failed_until_ms <= now) || b.panic) &&
+                !(si < 64 && (ex.tried >> si) & 1);
       if (ok && b.max_in_flight_per_server && s.in_flight >= b.max_in_flight_per_server) {
         ok = false;  // circuit breaker: this server has all the requests it may take
         capped = true;
@@ -272,6 +286,7 @@ void Worker::requestFinished(BackendRt& b, int server) {
 }
 
 void Worker::markConnectFailure(BackendRt& b, int server) {
+  if (b.cfg->active.enabled || b.cfg->passive.enabled) return;
   b.servers[server].failed_until_ms = loop_.now() + kConnectFailureHoldMs;
 }
 

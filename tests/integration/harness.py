@@ -1242,3 +1242,339 @@ class BlackholeListener:
         for s in self.fillers:
             s.close()
         self.lsock.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Failure handling (issue 3): backends with switchable faults, backends in their own process (to
+# SIGKILL/SIGSTOP them), and a bounded load generator that records every request.
+
+class FaultyBackend(HttpBackend):
+    """An HttpBackend whose behaviour can be switched while it runs:
+    health_status  status of GET /healthz (default 200, body "ok")
+    fault          None: normal; an int: every other request is answered with that status;
+                   "reset": the request (and its body) is read, then the connection is closed
+                   without a response byte
+    health_hits    [(monotonic time, status answered)] of the /healthz requests
+    """
+
+    def __init__(self, name, port=0, health_status=200, fault=None):
+        super().__init__(name, port)
+        self.health_status = health_status
+        self.fault = fault
+        self.health_hits = []
+
+    def data_requests(self):
+        """Request heads other than /healthz, in arrival order."""
+        with self.lock:
+            return [r for r in self.requests if r.path != "/healthz"]
+
+    def _dispatch(self, sock, reader, req):
+        if req.path == "/healthz":
+            self._read_body(reader, req, lambda p: None)
+            code = self.health_status
+            with self.lock:
+                self.health_hits.append((time.monotonic(), code))
+            self._respond(sock, req, code, b"ok\n" if code < 400 else b"sick\n")
+            return True
+        req.t = time.monotonic()
+        fault = self.fault
+        if fault is None:
+            return super()._dispatch(sock, reader, req)
+        self._read_body(reader, req, lambda p: None)
+        if fault == "reset":
+            return False
+        self._respond(sock, req, int(fault), f"{self.name} fault {fault}\n".encode())
+        return True
+
+
+_PROCESS_BACKEND = r'''
+import os, sys, threading, time
+sys.path.insert(0, sys.argv[1])
+import harness
+
+class B(harness.HttpBackend):
+    def _respond(self, sock, req, status, body=b"", headers=(), close=False):
+        # head and body in one write, so that a kill never leaves half a response
+        hs = [("X-Backend", self.name)] + list(headers)
+        no_body = status in (204, 304) or 100 <= status < 200
+        if not no_body:
+            hs.append(("Content-Length", str(len(body))))
+        if close:
+            hs.append(("Connection", "close"))
+        head = f"HTTP/1.1 {status} {'OK' if status == 200 else 'Status'}\r\n"
+        head += "".join(f"{k}: {v}\r\n" for k, v in hs) + "\r\n"
+        send_body = body and not no_body and req.method != "HEAD"
+        sock.sendall(head.encode("latin-1") + (body if send_body else b""))
+
+    def _dispatch(self, sock, reader, req):
+        os.write(1, f"REQ {time.monotonic():.6f} {req.method} {req.target}\n".encode())
+        with self.lock:
+            self.requests.clear()  # the parent keeps the log; keep memory flat
+            self.raw.clear()
+        return super()._dispatch(sock, reader, req)
+
+b = B(sys.argv[2], int(sys.argv[3])).start()
+os.write(1, f"PORT {b.port}\n".encode())
+sys.stdin.read()  # until the parent closes our stdin (or kills us)
+os._exit(0)
+'''
+
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else None
+
+
+class ProcessBackend:
+    """An HttpBackend (all its endpoints; /healthz answers 200) in its own /usr/bin/python3
+    process, so that tests can SIGKILL or SIGSTOP it. Every response is written in one piece.
+    `log` holds (monotonic time, method, target) of every request it received (the child reports
+    them on its stdout; CLOCK_MONOTONIC is system-wide). restart() comes back on the same port."""
+
+    def __init__(self, name, port=0):
+        import sys
+        self.name = name
+        self.port = port
+        self.python = PYTHON or sys.executable
+        self.proc = None
+        self.log = []
+        self.lock = threading.Lock()
+        self.started_at = []  # monotonic time of each (re)start
+
+    @property
+    def address(self):
+        return f"{LOCAL}:{self.port}"
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def start(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            proc = subprocess.Popen(
+                [self.python, "-u", "-c", _PROCESS_BACKEND,
+                 os.path.dirname(os.path.abspath(__file__)), self.name, str(self.port)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            line = proc.stdout.readline()  # the child prints its port or dies (bind failed)
+            if line.startswith(b"PORT "):
+                break
+            proc.kill()
+            proc.wait()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"backend process {self.name} did not start on port "
+                                   f"{self.port}")
+            time.sleep(0.05)
+        self.port = int(line.split()[1])
+        self.proc = proc
+        self.started_at.append(time.monotonic())
+        threading.Thread(target=self._read, args=(proc,), daemon=True,
+                         name=f"{self.name}-log").start()
+        return self
+
+    def _read(self, proc):
+        for line in proc.stdout:
+            parts = line.decode("latin-1").split()
+            if len(parts) == 4 and parts[0] == "REQ":
+                with self.lock:
+                    self.log.append((float(parts[1]), parts[2], parts[3]))
+
+    def requests(self, since=0.0, health=False):
+        """(time, method, target) received since `since`: /healthz ones if health else the rest."""
+        with self.lock:
+            return [r for r in self.log
+                    if r[0] >= since and (r[2].startswith("/healthz") == health)]
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            os.kill(self.proc.pid, sig)
+
+    def kill(self):
+        """SIGKILL; returns once the process is gone (its sockets closed by the kernel)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(5)
+
+    def restart(self, timeout=10.0):
+        self.stop()
+        return self.start(timeout)
+
+    def stop(self):
+        """Always safe: SIGCONT (it may be stopped), SIGKILL, reap."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            for sig in (signal.SIGCONT, signal.SIGKILL):
+                try:
+                    os.kill(self.proc.pid, sig)
+                except ProcessLookupError:
+                    pass
+        try:
+            self.proc.wait(5)
+        finally:
+            for f in (self.proc.stdin, self.proc.stdout):
+                try:
+                    f.close()
+                except OSError:
+                    pass
+
+
+class LoadRecord:
+    __slots__ = ("tid", "t0", "t1", "status", "backend", "error", "sent", "conn_close")
+
+    def __init__(self, tid, t0, t1, status, backend, error, sent, conn_close=False):
+        self.tid, self.t0, self.t1 = tid, t0, t1
+        self.status, self.backend, self.error = status, backend, error
+        self.sent, self.conn_close = sent, conn_close
+
+    @property
+    def latency(self):
+        return self.t1 - self.t0
+
+    @property
+    def failed(self):
+        """A request that was sent and did not get a 200 (an error status, or no response)."""
+        return self.sent and (self.error is not None or self.status != 200)
+
+    def __repr__(self):
+        return (f"<{self.tid} t0={self.t0:.3f} {self.latency * 1000:.0f}ms {self.status} "
+                f"{self.backend} err={self.error} sent={self.sent}>")
+
+
+def _peer_closed(sock):
+    """True if the peer has closed (or reset) this idle connection: a client must not reuse it."""
+    r, _, _ = select.select([sock], [], [], 0)
+    if not r:
+        return False
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
+class LoadGen:
+    """`threads` clients, each sending sequential requests on a keep-alive connection (a new one
+    after Connection: close or an error), for at most max_requests per thread and max_seconds.
+    Every request is recorded (LoadRecord: monotonic start/end, status, X-Backend, error, whether it
+    was sent). An idle connection the peer has closed is noticed before reuse and not counted.
+    drain(): no new connections from now on; each client ends when its connection closes."""
+
+    def __init__(self, port, threads=4, target="/load", method="GET", body=None, timeout=3.0,
+                 max_requests=100000, max_seconds=30.0, think=0.0):
+        self.port = port
+        self.threads = threads
+        self.target = target
+        self.method = method
+        self.body = body
+        self.timeout = timeout
+        self.max_requests = max_requests
+        self.max_seconds = max_seconds
+        self.think = think
+        self.records = []
+        self.endings = {}  # tid -> how its last connection ended
+        self._stop = threading.Event()
+        self._no_new = threading.Event()
+        self._threads = []
+        self.t_start = None
+
+    def start(self):
+        self.t_start = time.monotonic()
+        for tid in range(self.threads):
+            t = threading.Thread(target=self._run, args=(tid,), daemon=True, name=f"load{tid}")
+            self._threads.append(t)
+            t.start()
+        return self
+
+    def _target(self, tid, seq):
+        return f"{self.target}{'&' if '?' in self.target else '?'}c={tid}&n={seq}"
+
+    def _run(self, tid):
+        conn = None
+        deadline = self.t_start + self.max_seconds
+        seq = 0
+        ending = "stopped"
+        while not self._stop.is_set() and seq < self.max_requests and time.monotonic() < deadline:
+            if conn is not None and _peer_closed(conn.sock):
+                conn.close()
+                conn = None
+                ending = "idle-close"
+            if conn is None:
+                if self._no_new.is_set():
+                    break
+                t0 = time.monotonic()
+                try:
+                    conn = Client(self.port, self.timeout)
+                except OSError as ex:
+                    self.records.append(LoadRecord(tid, t0, time.monotonic(), None, None,
+                                                   f"connect: {ex!r}", False))
+                    time.sleep(0.01)
+                    continue
+            seq += 1
+            t0 = time.monotonic()
+            try:
+                conn.send(build_request(self.method, self._target(tid, seq), body=self.body))
+                resp = read_final_response(conn.reader, self.method)[0]
+            except (OSError, EOFError, ProtocolError, ValueError) as ex:
+                self.records.append(LoadRecord(tid, t0, time.monotonic(), None, None,
+                                               f"{type(ex).__name__}: {ex}", True))
+                conn.close()
+                conn = None
+                ending = "error"
+                continue
+            close = "close" in resp.tokens("connection")
+            self.records.append(LoadRecord(tid, t0, time.monotonic(), resp.status,
+                                           resp.get("x-backend"), None, True, close))
+            if close:
+                conn.close()
+                conn = None
+                ending = "connection-close"
+            if self.think:
+                time.sleep(self.think)
+        if conn is not None:
+            conn.close()
+        self.endings[tid] = ending
+
+    def drain(self):
+        self._no_new.set()
+
+    def stop(self, timeout=None):
+        self._stop.set()
+        return self.join(timeout)
+
+    def join(self, timeout=None):
+        deadline = time.monotonic() + (timeout if timeout is not None else self.timeout + 2)
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
+
+    # -- analysis (records are in completion order; windows select by start time)
+    def sent(self, t0=0.0, t1=float("inf")):
+        return [r for r in list(self.records) if r.sent and t0 <= r.t0 < t1]
+
+    def failures(self, t0=0.0, t1=float("inf")):
+        return [r for r in self.sent(t0, t1) if r.failed]
+
+    def by_backend(self, t0=0.0, t1=float("inf")):
+        out = {}
+        for r in self.sent(t0, t1):
+            out[r.backend] = out.get(r.backend, 0) + 1
+        return out
+
+    def share(self, name, t0=0.0, t1=float("inf")):
+        rs = self.sent(t0, t1)
+        return sum(1 for r in rs if r.backend == name) / len(rs) if rs else 0.0
+
+    def times_of(self, name, t0=0.0, t1=float("inf")):
+        return [r.t0 for r in self.sent(t0, t1) if r.backend == name]
+
+    def wait_count(self, n, timeout=10.0):
+        wait_until(lambda: len(self.records) >= n, timeout=timeout, what=f"{n} load requests")
+
+    def summary(self, t0=0.0, t1=float("inf")):
+        rs = self.sent(t0, t1)
+        lat = sorted(r.latency for r in rs) or [0.0]
+        return (f"{len(rs)} requests, {len(self.failures(t0, t1))} failed, by backend "
+                f"{self.by_backend(t0, t1)}, p50 {lat[len(lat) // 2] * 1000:.1f}ms, "
+                f"max {lat[-1] * 1000:.1f}ms")
