@@ -20,7 +20,8 @@ const char* adminWord(AdminState s) {
 }
 }  // namespace
 
-HealthManager::HealthManager(std::shared_ptr<const config::Config> cfg, EventLog& events)
+HealthManager::HealthManager(std::shared_ptr<const config::Config> cfg, EventLog& events,
+                             const std::vector<ServerMemo>& carry)
     : cfg_(std::move(cfg)), events_(events), tick_(this, 0) {
   backends_.resize(cfg_->backends.size());
   for (size_t bi = 0; bi < cfg_->backends.size(); ++bi) {
@@ -41,8 +42,38 @@ HealthManager::HealthManager(std::shared_ptr<const config::Config> cfg, EventLog
       b.outlier = std::make_unique<OutlierDetector>(p, bc.servers.size());
     }
   }
+  for (const ServerMemo& m : carry) {
+    for (size_t bi = 0; bi < backends_.size(); ++bi) {
+      const config::Backend& bc = *backends_[bi].cfg;
+      if (bc.name != m.backend) continue;
+      for (size_t si = 0; si < bc.servers.size(); ++si) {
+        if (bc.servers[si].name != m.server || bc.servers[si].address.text() != m.address) continue;
+        ServerState& s = backends_[bi].servers[si];
+        s.admin = m.admin;
+        if (bc.active.enabled) {
+          s.checked = m.checked;
+          s.rf.set(m.up);
+          // An ejection does not survive a reload, but a server that was out stays out until it
+          // passes a check.
+          s.awaiting_probe = m.ejected_or_waiting;
+        }
+      }
+    }
+  }
   current_ = buildView();
   for (BackendState& b : backends_) b.panic = false;  // events for panic come with publish()
+}
+
+std::vector<ServerMemo> HealthManager::memo() const {
+  std::vector<ServerMemo> out;
+  for (const BackendState& b : backends_) {
+    for (size_t si = 0; si < b.servers.size(); ++si) {
+      const ServerState& s = b.servers[si];
+      out.push_back({b.cfg->name, b.cfg->servers[si].name, b.cfg->servers[si].address.text(),
+                     s.checked, s.rf.up(), s.ejected || s.awaiting_probe, s.admin});
+    }
+  }
+  return out;
 }
 
 HealthManager::~HealthManager() { stop(); }

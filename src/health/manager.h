@@ -26,17 +26,33 @@ namespace tandem::health {
 
 enum class AdminState { kEnabled, kDraining, kDisabled };
 
+// What a server's health was, carried from the manager of the old config to the manager of the
+// new one on a reload, so that unchanged servers keep their verdicts (no flap to `initial`).
+struct ServerMemo {
+  std::string backend;
+  std::string server;
+  std::string address;  // a server whose address changed is a new server
+  bool checked = false;
+  bool up = true;
+  bool ejected_or_waiting = false;
+  AdminState admin = AdminState::kEnabled;
+};
+
 class HealthManager : public TimerHandler {
  public:
   using Publisher = std::function<void(std::shared_ptr<const HealthView>)>;
 
-  HealthManager(std::shared_ptr<const config::Config> cfg, EventLog& events);
+  // `carry`: memos of the previous manager (config reload); unmatched servers start fresh.
+  HealthManager(std::shared_ptr<const config::Config> cfg, EventLog& events,
+                const std::vector<ServerMemo>& carry = {});
   ~HealthManager();
 
   // The view before any check ran (initial verdicts), for workers created before start().
   std::shared_ptr<const HealthView> current() const;
   void start(Publisher publish);
   void stop();
+  // Call after stop(): the state to carry into the manager of a reloaded config.
+  std::vector<ServerMemo> memo() const;
 
   // Thread-safe: a worker saw `consecutive_failures` failed tries in a row on this server.
   void reportFailureStreak(int backend, int server);

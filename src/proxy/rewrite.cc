@@ -48,7 +48,9 @@ void putContentLength(Buffer& out, const http::MessageHead& h) {
       if (h.body == http::BodyKind::kContentLength) {
         putHeader(out, "Content-Length", fmt::format_int(h.content_length).c_str());
       } else {
-        putHeader(out, "Content-Length", h.headers[i].value);  // HEAD/304: the length it would have
+        // HEAD/304: the length it would have; of a validated "N, N" list, one N.
+        std::string_view v = h.headers[i].value;
+        putHeader(out, "Content-Length", v.substr(0, v.find(',')));
       }
       return;
     }
@@ -69,7 +71,7 @@ void writeRequestHead(const http::RequestHead& req, const RequestRewrite& rw, Bu
   put(out, http10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
   for (size_t i = 0; i < req.header_count; ++i) {
     const http::Header& h = req.headers[i];
-    if (req.isHopByHop(i) && !(rw.upgrade && isUpgradeHeader(h.name))) continue;
+    if (req.isHopByHop(i) && !(rw.upgrade && http::iequals(h.name, "upgrade"))) continue;
     if (http::iequals(h.name, "x-forwarded-for") || http::iequals(h.name, "x-forwarded-proto") ||
         http::iequals(h.name, "via") || http::iequals(h.name, "content-length")) {
       continue;  // rewritten below
@@ -80,7 +82,11 @@ void writeRequestHead(const http::RequestHead& req, const RequestRewrite& rw, Bu
   putListHeader(out, "X-Forwarded-For", req, rw.client_ip);
   put(out, "X-Forwarded-Proto: http\r\n");
   putListHeader(out, "Via", req, http10 ? "1.0 tandem" : "1.1 tandem");
-  if (http10 && !rw.upgrade) put(out, "Connection: keep-alive\r\n");
+  if (rw.upgrade) {
+    put(out, "Connection: Upgrade\r\n");  // ours: a client's list could name headers we add
+  } else if (http10) {
+    put(out, "Connection: keep-alive\r\n");
+  }
   put(out, "\r\n");
 }
 

@@ -321,6 +321,8 @@ void Session::resetExchange() {
   tried_ = {};
   attempts_ = 0;
   retries_ = 0;
+  replayed_ = false;
+  abandon_request_ = false;
   req_pending_ = 0;
   resp_state_ = {};
   resp_body_ = {};
@@ -448,9 +450,10 @@ void Session::onConnectFailed() {
 void Session::onUpstreamBroken() {
   // A reused keep-alive connection that the backend closed before answering is the classic race;
   // a request without a body whose head we still hold is replayed on another connection.
-  bool replay = up_ && up_->reused && resp_bytes_ == 0 && req_body_.kind == http::BodyKind::kNone &&
-                up_out_.size() > 0 && !resp_sent_any_;
+  // Only once per request, and only what may be sent twice: the backend may have acted on it.
+  bool replay = up_ && up_->reused && resp_bytes_ == 0 && !replayed_ && replayable();
   if (replay) {
+    replayed_ = true;
     detachUpstream(false);
     up_out_sent_ = 0;
     if (connectUpstream()) return;
@@ -526,6 +529,7 @@ bool Session::stepExchange() {
 }
 
 bool Session::pumpRequest() {
+  if (abandon_request_) return false;
   bool p = false;
   if (!req_body_.done && in_.size() > req_pending_) {
     size_t k = req_body_.admit(in_.view().substr(req_pending_));
@@ -646,6 +650,12 @@ bool Session::pumpResponse() {
     if (failed && retriableStatus(resp.status) && retry(TryFailure::kStatus)) return true;
     status_ = resp.status;
     if (resp.status / 100 < 6) ++w_.counters().responses[resp.status / 100];
+    if (up_out_sent_ < up_out_.size()) {
+      // The backend answered before it had our whole request head: send nothing more to it (the
+      // rest would be read out of context) and use neither connection again.
+      abandon_request_ = true;
+      must_close_ = true;
+    }
     up_out_.clear();  // the request can no longer be replayed
     up_out_sent_ = 0;
     if (resp.status == 101 && !upgrade_) {
@@ -667,7 +677,7 @@ bool Session::pumpResponse() {
     // The client connection cannot outlive a response delimited by close, a request body we did
     // not finish reading, or a drain.
     if (resp.body == http::BodyKind::kUntilClose || !req_body_.done || !req_keep_alive_ ||
-        w_.draining()) {
+        w_.draining() || (client_http10_ && resp.body == http::BodyKind::kChunked)) {
       must_close_ = true;
     }
     writeResponseHead(in.view(), resp, {must_close_, client_http10_, false}, out_);
@@ -714,10 +724,22 @@ bool Session::pumpResponse() {
 }
 
 void Session::finishExchange() {
-  bool req_complete = req_body_.done && req_pending_ == 0 && up_out_sent_ >= up_out_.size();
+  bool req_complete = !abandon_request_ && req_body_.done && req_pending_ == 0 &&
+                      up_out_sent_ >= up_out_.size();
   UpstreamConn* u = up_;
-  bool reusable = req_complete && u->in().empty() && !u->eof &&
+  bool reusable = req_complete && u->in().empty() && !u->eof && !u->hup &&
                   resp_body_.kind != http::BodyKind::kUntilClose && resp_keep_alive_;
+  if (reusable && u->readable) {
+    // Bytes (or a FIN) past the response may sit in the kernel with no further edge to come:
+    // such a connection would hand them to the next client.
+    char c;
+    ssize_t n = ::recv(u->fd(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      u->readable = false;
+    } else {
+      reusable = false;
+    }
+  }
   detachUpstream(reusable);
   endRequestAccounting();
   up_out_.clear();
@@ -832,7 +854,7 @@ bool Session::stepSplicedTunnel() {
     p |= n > 0;
   }
   if (c2u_.empty() && c_readable_ && !c_eof_) {
-    long n = c2u_.fill(fd_, c_readable_, c_hup_);
+    long n = c2u_.fill(fd_, c_readable_);
     if (n == 0 || n == -2) {
       c_eof_ = true;
       c_readable_ = false;
@@ -849,7 +871,7 @@ bool Session::stepSplicedTunnel() {
     p |= n > 0;
   }
   if (u2c_.empty() && up_->readable && !up_->eof) {
-    long n = u2c_.fill(up_->fd(), up_->readable, up_->hup);
+    long n = u2c_.fill(up_->fd(), up_->readable);
     if (n == 0 || n == -2) {
       up_->eof = true;
       up_->readable = false;
@@ -864,6 +886,13 @@ bool Session::stepSplicedTunnel() {
 void Session::respond(int status) {
   detachUpstream(false);
   endRequestAccounting();
+  if (resp_head_done_) {
+    if (resp_sent_any_) {
+      closeNow();  // part of a response went out: an error page would corrupt it
+      return;
+    }
+    out_.clear();  // a final head that never left: replace it with the error
+  }
   if (status / 100 < 6) ++w_.counters().responses[status / 100];
   out_.append(errorResponse(status));
   in_.clear();  // nothing more of this connection is read as a request
@@ -885,7 +914,7 @@ bool Session::stepClosing() {
     c_shut_ = true;
     p = true;
   }
-  while (c_readable_ && !c_eof_) {
+  for (int i = 0; i < 16 && c_readable_ && !c_eof_; ++i) {  // bounded: timers must still run
     readClient();
     in_.clear();
   }

@@ -120,6 +120,8 @@ class Session final : public IoHandler, public TimerHandler, public UpstreamOwne
   int attempts_ = 0;   // connection attempts for this request (all causes)
   uint32_t retries_ = 0;  // policy retries used
   bool budget_held_ = false;
+  bool replayed_ = false;         // the reused-connection race replay was used
+  bool abandon_request_ = false;  // the backend answered before taking our whole head
   bool pending_held_ = false;   // counted in the backend's pending connects
   bool active_counted_ = false; // counted in the backend's active requests
   Buffer up_out_;          // rewritten request head for the backend (kept until a response byte)

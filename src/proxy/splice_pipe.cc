@@ -38,12 +38,13 @@ void PipePool::release(Pipe p, bool empty) {
   --live_;
 }
 
-long SpliceLane::fill(int src, bool& ready, bool hup) {
+long SpliceLane::fill(int src, bool& ready) {
   // Only called with an empty pipe, so EAGAIN means the socket is drained, not the pipe full.
   ssize_t n = ::splice(src, nullptr, pipe_.w, nullptr, kChunk, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
   if (n > 0) {
+    // A short splice does not mean the socket is drained (the pipe may have run out of slots),
+    // so only EAGAIN or EOF clears `ready`.
     queued_ += static_cast<size_t>(n);
-    if (static_cast<size_t>(n) < kChunk && !hup) ready = false;
     return n;
   }
   if (n == 0) return 0;

@@ -45,8 +45,8 @@ class SpliceLane {
     return p;
   }
   // Moves bytes from `src` into the pipe. Returns bytes, 0 on EOF, -1 would block, -2 error.
-  // `hup`: the peer sent FIN, so only EOF or EAGAIN may clear `ready` (no further edge comes).
-  long fill(int src, bool& ready, bool hup);
+  // `ready` is cleared only by EAGAIN (a short splice proves nothing).
+  long fill(int src, bool& ready);
   // Moves queued bytes to `dst`. Returns bytes, -1 would block, -2 error.
   long drain(int dst, bool& ready);
 

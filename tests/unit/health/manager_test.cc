@@ -144,3 +144,34 @@ TEST(HealthManager, PassiveEjectionWithoutActiveChecksEndsAfterItsTime) {
 
 }  // namespace
 }  // namespace tandem::health
+
+namespace tandem::health {
+namespace {
+
+TEST(HealthManager, VerdictsOfUnchangedServersSurviveAReload) {
+  Listener a, b;
+  auto cfg = makeConfig(a.port, b.port);
+  cfg.backends[0].active.enabled = true;
+  cfg.backends[0].active.initial_up = true;
+  EventLog events;
+  std::vector<ServerMemo> carry = {
+      {"app", "up", "127.0.0.1:" + std::to_string(a.port), true, false, false,
+       AdminState::kDraining},
+      // Same name, different address: a new server, which starts from `initial`.
+      {"app", "down", "127.0.0.1:1", true, false, true, AdminState::kDisabled},
+  };
+  HealthManager m(std::make_shared<const config::Config>(cfg), events, carry);
+  auto v = m.current();
+  EXPECT_FALSE(v->backends[0].servers[0].healthy);  // carried: it was down
+  EXPECT_TRUE(v->backends[0].servers[0].draining);  // carried admin state
+  EXPECT_TRUE(v->backends[0].servers[1].healthy);   // not matched: initial up
+  EXPECT_FALSE(v->backends[0].servers[1].disabled);
+  auto memo = m.memo();
+  ASSERT_EQ(memo.size(), 2u);
+  EXPECT_EQ(memo[0].server, "up");
+  EXPECT_FALSE(memo[0].up);
+  EXPECT_EQ(memo[0].admin, AdminState::kDraining);
+}
+
+}  // namespace
+}  // namespace tandem::health

@@ -43,7 +43,7 @@ TEST(SpliceLane, MovesBytesBetweenSocketsAndReportsEof) {
     }
     readable = true;
     if (lane.empty()) {
-      ASSERT_NE(lane.fill(src[0], readable, false), -2);
+      ASSERT_NE(lane.fill(src[0], readable), -2);
     }
     writable = true;
     if (!lane.empty()) {
@@ -55,7 +55,7 @@ TEST(SpliceLane, MovesBytesBetweenSocketsAndReportsEof) {
   EXPECT_EQ(got, payload.size());
   ::shutdown(src[1], SHUT_WR);
   readable = true;
-  EXPECT_EQ(lane.fill(src[0], readable, true), 0);  // EOF
+  EXPECT_EQ(lane.fill(src[0], readable), 0);  // EOF
   pool.release(lane.detach(), true);
   for (int fd : {src[0], src[1], dst[0], dst[1]}) ::close(fd);
 }
