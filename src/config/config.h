@@ -58,7 +58,7 @@ struct BackendLimits {
   uint32_t max_pending = 0;                 // 0 = unlimited
   Duration connect_timeout{2'000};
   Duration timeout{30'000};  // waiting for the response head (and idle during a response) -> 504
-  uint32_t max_idle_per_server = 64;  // idle keep-alive upstream connections kept per worker
+  uint32_t max_idle_per_server = 1024;  // idle keep-alive upstream connections kept per worker
 };
 
 // Active health checks (issue 3), run by the control thread.

@@ -11,7 +11,7 @@ namespace tandem {
 
 class BufferPool {
  public:
-  static constexpr size_t kChunk = 16 * 1024;
+  static constexpr size_t kChunk = 32 * 1024;
   explicit BufferPool(size_t max_cached = 1024) : max_cached_(max_cached) {}
   ~BufferPool();
   BufferPool(const BufferPool&) = delete;

@@ -205,7 +205,7 @@ TEST(Load, Defaults) {
   EXPECT_EQ(app.limits.max_pending, 0u);
   EXPECT_EQ(app.limits.connect_timeout, 2s);
   EXPECT_EQ(app.limits.timeout, 30s);
-  EXPECT_EQ(app.limits.max_idle_per_server, 64u);
+  EXPECT_EQ(app.limits.max_idle_per_server, 1024u);
   ASSERT_THAT(app.servers, SizeIs(1));
   EXPECT_EQ(app.servers[0].name, "127.0.0.1:9001");
   EXPECT_EQ(app.servers[0].weight, 1u);
