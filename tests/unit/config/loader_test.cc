@@ -11,6 +11,7 @@
 #include <ostream>
 
 #include "config/config.h"
+#include "config_test_util.h"
 
 namespace tandem::config {
 
@@ -28,34 +29,7 @@ using ::testing::SizeIs;
 
 using namespace std::chrono_literals;
 
-// Raw strings start with a newline after R"(; drop it so that line 1 is the first line written.
-std::string doc(std::string_view text) {
-  if (!text.empty() && text.front() == '\n') text.remove_prefix(1);
-  return std::string(text);
-}
-
-std::vector<ConfigError> errorsOf(std::string_view text) {
-  auto result = loadString(doc(text), "t.yaml");
-  if (result) return {};
-  return result.error();
-}
-
-Config mustLoad(std::string_view text) {
-  auto result = loadString(doc(text), "t.yaml");
-  if (!result) {
-    std::string all;
-    for (const ConfigError& e : result.error()) all += e.text() + "\n";
-    ADD_FAILURE() << "unexpected errors:\n" << all;
-    return Config{};
-  }
-  return *result;
-}
-
-auto Err(int line, std::string reason) {
-  return AllOf(Field("line", &ConfigError::line, line),
-               Field("reason", &ConfigError::reason, HasSubstr(reason)),
-               Field("file", &ConfigError::file, "t.yaml"));
-}
+using namespace ::tandem::config::test_util;
 
 // A valid config the error tests below vary one line at a time.
 constexpr std::string_view kMinimal = R"(

@@ -1,0 +1,45 @@
+#pragma once
+// Helpers shared by the config loader tests: load a YAML document given as a raw string and match
+// errors by line and reason.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.h"
+
+namespace tandem::config::test_util {
+
+// Raw strings start with a newline after R"(; drop it so that line 1 is the first line written.
+inline std::string doc(std::string_view text) {
+  if (!text.empty() && text.front() == '\n') text.remove_prefix(1);
+  return std::string(text);
+}
+
+inline std::vector<ConfigError> errorsOf(std::string_view text) {
+  auto result = loadString(doc(text), "t.yaml");
+  if (result) return {};
+  return result.error();
+}
+
+inline Config mustLoad(std::string_view text) {
+  auto result = loadString(doc(text), "t.yaml");
+  if (!result) {
+    std::string all;
+    for (const ConfigError& e : result.error()) all += e.text() + "\n";
+    ADD_FAILURE() << "unexpected errors:\n" << all;
+    return Config{};
+  }
+  return *result;
+}
+
+inline auto Err(int line, std::string reason) {
+  return ::testing::AllOf(
+      ::testing::Field("line", &ConfigError::line, line),
+      ::testing::Field("reason", &ConfigError::reason, ::testing::HasSubstr(reason)),
+      ::testing::Field("file", &ConfigError::file, "t.yaml"));
+}
+
+}  // namespace tandem::config::test_util
