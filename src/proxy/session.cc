@@ -348,7 +348,7 @@ bool Session::connectUpstream() {
       auto fd = connectNonBlocking(srv.addr);
       if (!fd) {
         w_.markConnectFailure(be_, s);
-        if (s < 64) tried_.tried |= 1ull << s;
+        tried_.add(s);
         continue;
       }
       c = new UpstreamConn(w_, be_, s, *fd);
@@ -436,7 +436,7 @@ void Session::onConnectFailed() {
   w_.markConnectFailure(be_, s);
   w_.recordOutcome(be_, s, false);
   detachUpstream(false);
-  if (s < 64) tried_.tried |= 1ull << s;
+  tried_.add(s);
   // Nothing reached the backend, so trying another server is always safe (and cheap: it does not
   // count against `attempts` or the budget); `retry_on` without connect_failure turns it off.
   if ((tcp_ || be_.cfg->retries.on_connect_failure) && connectUpstream()) return;
@@ -489,7 +489,7 @@ bool Session::retry(TryFailure why) {
   if (tcp_ || retries_ >= r.attempts || !replayable()) return false;
   if ((why == TryFailure::kReset || why == TryFailure::kTimeout) && !r.on_reset) return false;
   PickExclusions next = tried_;
-  if (server_ >= 0 && server_ < 64) next.tried |= 1ull << server_;
+  next.add(server_);
   if (w_.pickServer(be_, hash_, next) < 0) return false;  // nowhere else to go: caller answers
   // The budget is held from the first retry until the request ends.
   if (!budget_held_) {
@@ -500,7 +500,7 @@ bool Session::retry(TryFailure why) {
   ++w_.counters().retries;
   int s = server_;
   detachUpstream(false);
-  if (s >= 0 && s < 64) tried_.tried |= 1ull << s;
+  tried_.add(s);
   resp_state_ = {};
   resp_body_ = {};
   resp_pending_ = 0;
@@ -559,6 +559,13 @@ bool Session::pumpRequest() {
     std::string_view head(up_out_.data() + up_out_sent_, head_left);
     ssize_t n = writeTwo(up_->fd(), head, in_.view().substr(0, req_pending_), up_->writable);
     if (n == -2) {
+      if (resp_bytes_ > 0) {
+        // The backend answered early (a 413 or 401 before taking the whole upload) and stopped
+        // reading: stop sending and deliver its answer; neither connection is reused.
+        abandon_request_ = true;
+        must_close_ = true;
+        return true;
+      }
       onUpstreamBroken();
       return true;
     }

@@ -238,7 +238,7 @@ int Worker::pickServer(BackendRt& b, uint64_t hash, const PickExclusions& ex, Pi
       // Panic ignores health verdicts, never admin states or this request's own failed tries.
       bool ok = !s.health.disabled && !s.health.draining &&
                 ((s.health.healthy && s.failed_until_ms <= now) || b.panic) &&
-                !(si < 64 && (ex.tried >> si) & 1);
+                !ex.has(si);
       if (ok && b.max_in_flight_per_server && s.in_flight >= b.max_in_flight_per_server) {
         ok = false;  // circuit breaker: this server has all the requests it may take
         capped = true;

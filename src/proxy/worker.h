@@ -72,8 +72,25 @@ struct BackendRt {
 enum class PickFailure { kNone, kNoHealthyServer, kAtCapacity };
 
 // Why a server may not be picked for this request (retries exclude servers already tried).
+// The first 64 servers live in a word; larger pools spill into a vector (allocated only then).
 struct PickExclusions {
-  uint64_t tried = 0;  // bit i = servers[i] already tried (first 64 servers)
+  uint64_t small = 0;
+  std::vector<uint64_t> big;  // bits for servers 64 and up
+  void add(int i) {
+    if (i < 0) return;
+    if (i < 64) {
+      small |= uint64_t{1} << i;
+      return;
+    }
+    size_t w = static_cast<size_t>(i - 64) / 64;
+    if (big.size() <= w) big.resize(w + 1, 0);
+    big[w] |= uint64_t{1} << ((i - 64) % 64);
+  }
+  bool has(int i) const {
+    if (i < 64) return (small >> i) & 1;
+    size_t w = static_cast<size_t>(i - 64) / 64;
+    return w < big.size() && ((big[w] >> ((i - 64) % 64)) & 1);
+  }
 };
 
 struct WorkerCounters {
