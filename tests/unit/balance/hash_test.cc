@@ -14,7 +14,7 @@ TEST(Hash64, MatchesXxh64ReferenceValues) {
   EXPECT_EQ(hash64(""), 0xef46db3751d8e999ULL);
   EXPECT_EQ(hash64("a"), 0xd24ec4f1a98c6e5bULL);
   EXPECT_EQ(hash64("abc"), 0x44bc2cf5ad770999ULL);
-  EXPECT_EQ(hash64("10.0.0.1"), 0xed16cb68c786e3d7ULL);
+  EXPECT_EQ(hash64("198.18.0.1"), 0x6f431ed8f645d73fULL);
   // > 32 bytes: exercises the four-lane stripe loop.
   EXPECT_EQ(hash64("The quick brown fox jumps over the lazy dog"), 0x0b242d361fda71bcULL);
 }
@@ -27,8 +27,8 @@ TEST(Hash64, SeedChangesValue) {
 }
 
 TEST(Hash64, DependsOnBytesNotStorage) {
-  const std::string s = "xx10.0.0.1yy";
-  EXPECT_EQ(hash64(std::string_view(s).substr(2, 8)), hash64("10.0.0.1"));
+  const std::string s = "xx198.18.0.1yy";
+  EXPECT_EQ(hash64(std::string_view(s).substr(2, 10)), hash64("198.18.0.1"));
   // Embedded NUL bytes are data.
   EXPECT_NE(hash64(std::string_view("a\0b", 3)), hash64(std::string_view("a\0c", 3)));
 }

@@ -130,7 +130,7 @@ TEST(ParseAddress, AcceptsLiteralsAndLocalhost) {
       {"[0:0::1]:1", "::1", 1, "[::1]:1"},
       {"[::]:9000", "::", 9000, "[::]:9000"},
       {"[2001:DB8::1]:53", "2001:db8::1", 53, "[2001:db8::1]:53"},
-      {"10.1.2.3:0", "10.1.2.3", 0, "10.1.2.3:0"},  // the loader, not the parser, rejects port 0
+      {"198.18.2.3:0", "198.18.2.3", 0, "198.18.2.3:0"},  // the loader, not the parser, rejects port 0
   };
   for (const auto& c : cases) {
     auto result = parseAddress(c.text);

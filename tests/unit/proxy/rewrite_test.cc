@@ -21,7 +21,7 @@ std::string rewriteRequest(std::string_view raw, RequestRewrite rw = {"192.0.2.7
 TEST(Rewrite, RemovesHopByHopAndAddsForwardingHeaders) {
   std::string out = rewriteRequest(
       "GET /a?b HTTP/1.1\r\nHost: ex\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n"
-      "Keep-Alive: timeout=5\r\nTE: trailers\r\nX-Forwarded-For: 10.9.8.7\r\n"
+      "Keep-Alive: timeout=5\r\nTE: trailers\r\nX-Forwarded-For: 203.0.113.7\r\n"
       "X-Forwarded-Proto: https\r\nAccept: */*\r\n\r\n");
   EXPECT_EQ(out.rfind("GET /a?b HTTP/1.1\r\n", 0), 0u);
   EXPECT_NE(out.find("Host: ex\r\n"), std::string::npos);
@@ -30,7 +30,7 @@ TEST(Rewrite, RemovesHopByHopAndAddsForwardingHeaders) {
   EXPECT_EQ(out.find("Keep-Alive"), std::string::npos);
   EXPECT_EQ(out.find("TE:"), std::string::npos);
   EXPECT_EQ(out.find("Connection"), std::string::npos);
-  EXPECT_NE(out.find("X-Forwarded-For: 10.9.8.7, 192.0.2.7\r\n"), std::string::npos);
+  EXPECT_NE(out.find("X-Forwarded-For: 203.0.113.7, 192.0.2.7\r\n"), std::string::npos);
   EXPECT_NE(out.find("X-Forwarded-Proto: http\r\n"), std::string::npos);
   EXPECT_EQ(out.find("https"), std::string::npos);
   EXPECT_NE(out.find("Via: 1.1 tandem\r\n"), std::string::npos);
