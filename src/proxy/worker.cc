@@ -15,6 +15,8 @@ namespace {
 // Without health checks, a server that refused a connection is skipped by this worker for a while;
 // with them, the control thread's verdict decides.
 constexpr int64_t kConnectFailureHoldMs = 2000;
+// How long a worker holds a server out after reporting a failure streak, until the verdict arrives.
+constexpr int64_t kProvisionalEjectionMs = 250;
 // Slow start needs weight resolution below 1: weights are scaled by this while it is configured.
 constexpr uint32_t kSlowStartWeightUnit = 20;
 constexpr int64_t kAcceptBackoffMs = 100;        // after EMFILE/ENFILE
@@ -264,6 +266,9 @@ void Worker::recordOutcome(BackendRt& b, int server, bool ok) {
   if (!b.cfg->passive.enabled || !health_manager_) return;
   if (++s.consecutive_failures >= b.cfg->passive.consecutive_failures) {
     s.consecutive_failures = 0;
+    // Provisional: this worker stops sending right away instead of waiting for the round trip
+    // through the control thread; the verdict (or this short hold's end) decides after that.
+    s.failed_until_ms = loop_.now() + kProvisionalEjectionMs;
     health_manager_->reportFailureStreak(static_cast<int>(&b - backends_.data()), server);
   }
 }
