@@ -1578,3 +1578,24 @@ class LoadGen:
         return (f"{len(rs)} requests, {len(self.failures(t0, t1))} failed, by backend "
                 f"{self.by_backend(t0, t1)}, p50 {lat[len(lat) // 2] * 1000:.1f}ms, "
                 f"max {lat[-1] * 1000:.1f}ms")
+
+
+# -- Pool helpers shared by the issue-3 tests: everything they start is stopped at teardown --------
+
+def faulty(pool, name, **kw):
+    """A FaultyBackend registered with the test's pool."""
+    b = FaultyBackend(name, **kw).start()
+    pool.items.append(b)
+    return b
+
+
+class Stoppable:
+    def __init__(self, fn):
+        self.stop = fn
+
+
+def load(pool, port, **kw):
+    """A LoadGen that is stopped at teardown even if the test fails half-way."""
+    lg = LoadGen(port, **kw)
+    pool.items.append(Stoppable(lambda: lg.stop(1)))
+    return lg.start()

@@ -14,9 +14,9 @@ import time
 
 import pytest
 
-from harness import (LOCAL, BlackholeListener, Client, FaultyBackend, LoadGen, ProcessBackend,
-                     backend_cfg, build_request, free_port, get, http_listener, make_config,
-                     read_final_response, server, wait_until)
+from harness import (LOCAL, BlackholeListener, Client, ProcessBackend,
+                     Stoppable, backend_cfg, build_request, faulty, free_port, get, http_listener,
+                     load, make_config, read_final_response, server, wait_until)
 
 INTERVAL = 0.2  # active check interval used below
 FALL = 2
@@ -54,24 +54,6 @@ def proc_backend(pool, name, port=0):
     b = ProcessBackend(name, port)
     pool.items.append(b)
     return b.start()
-
-
-def faulty(pool, name, **kw):
-    b = FaultyBackend(name, **kw).start()
-    pool.items.append(b)
-    return b
-
-
-class _Stoppable:
-    def __init__(self, fn):
-        self.stop = fn
-
-
-def load(pool, port, **kw):
-    """A LoadGen that is stopped at teardown even if the test fails half-way."""
-    lg = LoadGen(port, **kw)
-    pool.items.append(_Stoppable(lambda: lg.stop(1)))
-    return lg.start()
 
 
 class Grave:
@@ -462,7 +444,7 @@ def test_max_pending_connects_503(pool):
     """max_pending bounds the requests waiting for an upstream connection: against a server whose
     connects hang, one request waits (then 504/502 at connect_timeout), the rest get 503 at once."""
     hole = BlackholeListener()
-    pool.items.append(_Stoppable(hole.close))
+    pool.items.append(Stoppable(hole.close))
     port = free_port()
     pool.tandem(make_config(
         [http_listener("web", port, "app")],

@@ -3,26 +3,8 @@ the initial verdict of active checks. In-process backends (harness.FaultyBackend
 status and fault can be switched while they run; load from harness.LoadGen."""
 import time
 
-from harness import (FaultyBackend, LoadGen, backend_cfg, free_port, get, http_listener,
-                     make_config, run_cli, server, wait_until)
-
-
-def faulty(pool, name, **kw):
-    b = FaultyBackend(name, **kw).start()
-    pool.items.append(b)
-    return b
-
-
-class _Stoppable:
-    def __init__(self, fn):
-        self.stop = fn
-
-
-def load(pool, port, **kw):
-    """A LoadGen that is stopped at teardown even if the test fails half-way."""
-    lg = LoadGen(port, **kw)
-    pool.items.append(_Stoppable(lambda: lg.stop(1)))
-    return lg.start()
+from harness import (backend_cfg, faulty, free_port, get, http_listener,
+                     load, make_config, run_cli, server, wait_until)
 
 
 def active(**over):
