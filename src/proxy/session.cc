@@ -332,7 +332,6 @@ void Session::resetExchange() {
   resp_sent_any_ = false;
   must_close_ = false;
   resp_keep_alive_ = false;
-  status_ = 0;
 }
 
 // ---- upstream selection and connection ------------------------------------------------------
@@ -352,7 +351,6 @@ bool Session::connectUpstream() {
         continue;
       }
       c = new UpstreamConn(w_, be_, s, *fd);
-      ++srv.open_conns;
       ++w_.counters().upstream_connects;
       ++be_.pending;
       pending_held_ = true;
@@ -655,7 +653,6 @@ bool Session::pumpResponse() {
     const bool failed = Worker::isFailureStatus(*be_.cfg, resp.status);
     w_.recordOutcome(be_, server_, !failed);
     if (failed && retriableStatus(resp.status) && retry(TryFailure::kStatus)) return true;
-    status_ = resp.status;
     if (resp.status / 100 < 6) ++w_.counters().responses[resp.status / 100];
     if (up_out_sent_ < up_out_.size()) {
       // The backend answered before it had our whole request head: send nothing more to it (the

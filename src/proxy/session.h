@@ -140,7 +140,6 @@ class Session final : public IoHandler, public TimerHandler, public UpstreamOwne
   bool client_http10_ = false;
   bool upgrade_ = false;
   http::Method method_ = http::Method::kGet;
-  int status_ = 0;
 };
 
 }  // namespace tandem::proxy

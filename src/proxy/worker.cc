@@ -241,7 +241,7 @@ int Worker::pickServer(BackendRt& b, uint64_t hash, const PickExclusions& ex, Pi
       bool ok = !s.health.disabled && !s.health.draining &&
                 ((s.health.healthy && s.failed_until_ms <= now) || b.panic) &&
                 !ex.has(si);
-      if (ok && b.max_in_flight_per_server && s.in_flight >= b.max_in_flight_per_server) {
+      if (ok && b.max_in_flight_per_server && grp.active[i] >= b.max_in_flight_per_server) {
         ok = false;  // circuit breaker: this server has all the requests it may take
         capped = true;
       }
@@ -281,13 +281,11 @@ bool Worker::isFailureStatus(const config::Backend& b, int status) {
 void Worker::requestStarted(BackendRt& b, int server) {
   ServerRt& s = b.servers[server];
   ++b.groups[s.group].active[s.position];
-  ++s.in_flight;
 }
 
 void Worker::requestFinished(BackendRt& b, int server) {
   ServerRt& s = b.servers[server];
   --b.groups[s.group].active[s.position];
-  --s.in_flight;
 }
 
 void Worker::markConnectFailure(BackendRt& b, int server) {
@@ -316,7 +314,6 @@ void Worker::putIdle(UpstreamConn* c) {
 
 void Worker::upstreamClosed(UpstreamConn* c) {
   ServerRt& s = c->backend().servers[c->server()];
-  --s.open_conns;
   for (size_t i = 0; i < s.idle.size(); ++i) {
     if (s.idle[i] == c) {
       s.idle[i] = s.idle.back();

@@ -39,8 +39,6 @@ struct ServerRt {
   SockAddr addr;
   int group = 0;     // 0 = primaries, 1 = backups
   int position = 0;  // index inside its group's arrays
-  uint32_t open_conns = 0;
-  uint32_t in_flight = 0;            // requests on this server from this worker
   int64_t failed_until_ms = 0;       // after a connect failure, skipped until then (this worker)
   uint32_t consecutive_failures = 0; // passive detection, counted per worker
   health::ServerView health;         // from the control thread's latest snapshot
