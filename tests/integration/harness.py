@@ -1599,3 +1599,15 @@ def load(pool, port, **kw):
     lg = LoadGen(port, **kw)
     pool.items.append(Stoppable(lambda: lg.stop(1)))
     return lg.start()
+
+
+def run_together(n, fn, timeout=10):
+    """Runs fn(i, ready) in n threads; each calls ready.wait() when set up, and all go on at once.
+    Returns when every thread has ended (each join bounded by `timeout`)."""
+    ready = threading.Barrier(n + 1, timeout=5)
+    threads = [threading.Thread(target=fn, args=(i, ready)) for i in range(n)]
+    for th in threads:
+        th.start()
+    ready.wait()
+    for th in threads:
+        th.join(timeout)

@@ -16,7 +16,7 @@ import pytest
 
 from harness import (LOCAL, BlackholeListener, Client, ProcessBackend,
                      Stoppable, backend_cfg, build_request, faulty, free_port, get, http_listener,
-                     load, make_config, read_final_response, server, wait_until)
+                     load, make_config, read_final_response, run_together, server, wait_until)
 
 INTERVAL = 0.2  # active check interval used below
 FALL = 2
@@ -407,9 +407,8 @@ def test_max_connections_per_server_and_max_pending_503(pool):
                              "connect_timeout": "300ms", "timeout": "5s"})],
         workers=1))
     out = [None] * 5
-    ready = threading.Barrier(6, timeout=5)
 
-    def one(i):
+    def one(i, ready):
         c = Client(port, timeout=6)
         ready.wait()  # every client is connected; all send at once
         t0 = time.monotonic()
@@ -421,12 +420,7 @@ def test_max_connections_per_server_and_max_pending_503(pool):
             out[i] = ("error", time.monotonic() - t0, None, repr(ex))
         finally:
             c.close()
-    ths = [threading.Thread(target=one, args=(i,)) for i in range(5)]
-    for th in ths:
-        th.start()
-    ready.wait()
-    for th in ths:
-        th.join(10)
+    run_together(5, one)
     print(f"\n[limits] {[(s, round(d, 2), b) for s, d, b, _ in out]}")
     statuses = [o[0] for o in out]
     assert set(statuses) <= {200, 503}, out
@@ -454,21 +448,15 @@ def test_max_pending_connects_503(pool):
                              "connect_timeout": "1s", "timeout": "5s"})],
         workers=1))
     out = [None] * 4
-    ready = threading.Barrier(5, timeout=5)
 
-    def one(i):
+    def one(i, ready):
         with Client(port, timeout=6) as c:
             ready.wait()
             t0 = time.monotonic()
             c.send(build_request("GET", f"/p{i}"))
             r = read_final_response(c.reader)[0]
             out[i] = (r.status, time.monotonic() - t0)
-    ths = [threading.Thread(target=one, args=(i,)) for i in range(4)]
-    for th in ths:
-        th.start()
-    ready.wait()
-    for th in ths:
-        th.join(10)
+    run_together(4, one)
     print(f"\n[max_pending] {[(s, round(d, 2)) for s, d in out]}")
     fast503 = [o for o in out if o[0] == 503 and o[1] < 0.5]
     waited = [o for o in out if o not in fast503]

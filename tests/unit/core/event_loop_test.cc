@@ -10,6 +10,13 @@
 namespace tandem {
 namespace {
 
+// Ends loop.run() when its timer fires: bounds a test's loop.
+struct Stopper : TimerHandler {
+  explicit Stopper(EventLoop* l) : loop(l) {}
+  EventLoop* loop;
+  void onTimer(int) override { loop->stop(); }
+};
+
 struct Recorder : TimerHandler {
   std::vector<int> fired;
   void onTimer(int tag) override { fired.push_back(tag); }
@@ -28,11 +35,7 @@ TEST(TimerList, FiresInDeadlineOrderAndHonoursCancel) {
   b.cancel();
   EXPECT_FALSE(b.armed());
   EXPECT_TRUE(a.armed());
-  struct Stopper : TimerHandler {
-    EventLoop* loop;
-    void onTimer(int) override { loop->stop(); }
-  } stopper;
-  stopper.loop = &loop;
+  Stopper stopper{&loop};
   Timer stop(&stopper, 9);
   stop.arm(loop.timers(80));
   loop.run();
@@ -47,11 +50,7 @@ TEST(TimerList, RearmMovesToTail) {
   a.arm(l);
   b.arm(l);
   a.arm(l);  // now after b
-  struct Stopper : TimerHandler {
-    EventLoop* loop;
-    void onTimer(int) override { loop->stop(); }
-  } stopper;
-  stopper.loop = &loop;
+  Stopper stopper{&loop};
   Timer stop(&stopper, 9);
   stop.arm(loop.timers(50));
   loop.run();
