@@ -6,9 +6,12 @@ set -euo pipefail
 PACKAGES=(
   # build
   build-essential cmake ninja-build pkg-config clang clang-format
-  libyaml-cpp-dev libfmt-dev libcli11-dev libexpected-dev
+  libyaml-cpp-dev libfmt-dev libcli11-dev libexpected-dev nlohmann-json3-dev
+  # dashboard (npm packages come from web/package-lock.json, installed by the build)
+  nodejs
   # tests
   libgtest-dev libgmock-dev libbenchmark-dev python3 python3-pytest curl procps iproute2
+  python3-prometheus-client chromium
   # benchmarks (peers we compare against, load generator)
   haproxy nginx-light wrk util-linux
 )
@@ -17,6 +20,8 @@ missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
+# Debian's nodejs comes without npm (a package of its own); NodeSource's nodejs bundles it.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 SUDO=""

@@ -7,8 +7,12 @@
 #include <cstdlib>
 #include <memory>
 
+#include "admin/admin_server.h"
+#include "admin/ctl.h"
 #include "config/config.h"
+#include "core/clock.h"
 #include "core/log.h"
+#include "proxy/access_log.h"
 #include "proxy/server.h"
 
 namespace {
@@ -42,10 +46,35 @@ int cmdRun(const std::string& path) {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
+  std::unique_ptr<tandem::proxy::AccessLog> access_log;
+  if (cfg->access_log.enabled) {
+    auto opened = tandem::proxy::AccessLog::open(cfg->access_log,
+                                                 tandem::proxy::resolveWorkerCount(cfg->workers));
+    if (!opened) {
+      tandem::log::error("cannot start: access log: {}", opened.error().message);
+      return 1;
+    }
+    access_log = std::move(*opened);
+    access_log->start();
+  }
   auto server = std::make_unique<tandem::proxy::Server>();
+  server->setAccessLog(access_log.get());
   if (auto r = server->start(cfg); !r) {
     tandem::log::error("cannot start: {}", r.error().message);
     return 1;
+  }
+  std::unique_ptr<tandem::admin::AdminServer> admin;
+  if (cfg->admin.enabled) {
+    tandem::admin::ConfigInfo info;
+    info.path = path;
+    info.loaded_unix_ms = tandem::unixMs();
+    admin = std::make_unique<tandem::admin::AdminServer>(*server, info, access_log.get());
+    if (auto r = admin->start(); !r) {
+      tandem::log::error("cannot start: {}", r.error().message);
+      admin.reset();
+      server->drain(tandem::config::Duration{0});
+      return 1;
+    }
   }
   for (;;) {
     int sig = 0;
@@ -55,12 +84,15 @@ int cmdRun(const std::string& path) {
       continue;
     }
     tandem::log::info("signal {}: draining (up to {} ms)", sig, cfg->drain_timeout.count());
+    if (admin) admin->setDraining();
     bool clean = server->drain(cfg->drain_timeout);
     if (!clean) {
       tandem::log::warn("drain timeout reached with requests still open; exiting");
       std::fflush(stderr);
       std::_Exit(0);
     }
+    if (admin) admin->stop();
+    if (access_log) access_log->stop();
     tandem::log::info("drained; bye");
     return 0;
   }
@@ -83,6 +115,20 @@ int main(int argc, char** argv) {
   auto* check = app.add_subcommand("check", "validate a config file");
   check->add_option("-c,--config", config_path, "config file")->required();
   app.add_subcommand("version", "print the version");
+  tandem::admin::CtlOptions ctl_opts;
+  if (const char* env = std::getenv("TANDEM_ADMIN")) ctl_opts.admin = env;
+  if (const char* env = std::getenv("TANDEM_TOKEN")) ctl_opts.token = env;
+  auto* ctl = app.add_subcommand("ctl", "drive the admin API of a running tandem");
+  ctl->add_option("--admin", ctl_opts.admin,
+                  "admin URL (default $TANDEM_ADMIN or http://127.0.0.1:9900)");
+  ctl->add_option("--token", ctl_opts.token, "bearer token for changes (default $TANDEM_TOKEN)");
+  ctl->add_option("--token-file", ctl_opts.token_file, "read the token from this file");
+  ctl->add_option("--max-events", ctl_opts.max_events, "events: stop after N events");
+  ctl->add_option("--timeout-ms", ctl_opts.timeout_ms, "connect/answer timeout");
+  ctl->add_option("command", ctl_opts.args,
+                  "status | backends | alerts | cluster | timeseries | metrics | events | "
+                  "drain|enable|disable B S | weight B S N | get PATH")
+      ->required();
   CLI11_PARSE(app, argc, argv);
 
   if (app.got_subcommand("version")) {
@@ -90,10 +136,11 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (app.got_subcommand("check")) return cmdCheck(config_path);
+  if (app.got_subcommand("ctl")) return tandem::admin::runCtl(ctl_opts);
   tandem::log::setJson(log_format == "json");
   using L = tandem::log::Level;
-  tandem::log::setLevel(log_level == "debug" ? L::kDebug
-                        : log_level == "warn" ? L::kWarn
+  tandem::log::setLevel(log_level == "debug"   ? L::kDebug
+                        : log_level == "warn"  ? L::kWarn
                         : log_level == "error" ? L::kError
                                                : L::kInfo);
   return cmdRun(config_path);

@@ -71,28 +71,28 @@ struct StatusRange {
 struct ActiveHealth {
   bool enabled = false;  // true once `health.active` is present
   CheckType type = CheckType::kTcp;
-  std::string method = "GET";   // http: a token
-  std::string path = "/";       // http: origin-form, starts with '/'
-  std::string host;             // http: Host header; empty = the server's address text
+  std::string method = "GET";  // http: a token
+  std::string path = "/";      // http: origin-form, starts with '/'
+  std::string host;            // http: Host header; empty = the server's address text
   std::vector<StatusRange> expect{{200, 399}};  // "200", "200-399", or a list of them
-  std::string body_contains;    // http: optional substring of the first 64 KiB of the body
+  std::string body_contains;  // http: optional substring of the first 64 KiB of the body
   Duration interval{2'000};
-  Duration fast_interval{0};    // while down or changing; 0 = interval / 4 (at least 50ms)
-  uint32_t jitter_percent = 10; // each interval is randomised by +-jitter_percent (0..50)
-  Duration timeout{1'000};      // must be <= interval
-  uint32_t rise = 2;            // 1..100
-  uint32_t fall = 3;            // 1..100
-  bool initial_up = false;      // `initial: up|down`: verdict before the first check
+  Duration fast_interval{0};     // while down or changing; 0 = interval / 4 (at least 50ms)
+  uint32_t jitter_percent = 10;  // each interval is randomised by +-jitter_percent (0..50)
+  Duration timeout{1'000};       // must be <= interval
+  uint32_t rise = 2;             // 1..100
+  uint32_t fall = 3;             // 1..100
+  bool initial_up = false;       // `initial: up|down`: verdict before the first check
 };
 
 // Passive outlier detection (issue 3), fed by the proxy.
 struct PassiveHealth {
-  bool enabled = false;  // true once `health.passive` is present
+  bool enabled = false;               // true once `health.passive` is present
   uint32_t consecutive_failures = 5;  // 1..1000: connect failures, resets, 5xx in a row
   bool gateway_errors_only = false;   // count 502/503/504 (and connect/reset), not other 5xx
   Duration base_ejection{30'000};
-  Duration max_ejection{300'000};     // >= base_ejection
-  uint32_t max_ejection_percent = 10; // 0..100
+  Duration max_ejection{300'000};      // >= base_ejection
+  uint32_t max_ejection_percent = 10;  // 0..100
 };
 
 // Retries (issue 3): to a different server, idempotent requests only unless nothing was sent.
@@ -103,7 +103,7 @@ struct Retries {
   std::vector<int> on_statuses;  // e.g. 502, 503, 504 (each 500..599)
   uint32_t budget_percent = 20;  // 0..100 of the requests in flight
   uint32_t min_retry_concurrency = 3;
-  Duration per_try_timeout{0};   // 0 = limits.timeout
+  Duration per_try_timeout{0};  // 0 = limits.timeout
 };
 
 struct Backend {
@@ -117,9 +117,50 @@ struct Backend {
   ActiveHealth active;
   PassiveHealth passive;
   Retries retries;
-  Duration slow_start{0};            // 0 = off
+  Duration slow_start{0};                // 0 = off
   uint32_t panic_threshold_percent = 0;  // 0 = off; "50%" in YAML
   int line = 0;
+};
+
+// The admin HTTP server (issue 4): API, metrics, dashboard.
+struct Admin {
+  bool enabled = true;
+  SocketAddress listen{"127.0.0.1", 9900};
+  std::string token_file;  // resolved against the config file's folder
+  std::string token;       // its content (trimmed); empty = mutations refused (no token set)
+  int line = 0;
+};
+
+// Alert rules (issue 4). Rates and latencies are evaluated per backend over a trailing window.
+struct ThresholdRule {
+  bool enabled = false;
+  double above = 0;            // error_rate: fraction 0..1; p99_latency: milliseconds
+  Duration window{30'000};     // `for`: the trailing window the value is computed over
+  uint32_t min_requests = 20;  // fewer responses than this in the window: no verdict
+};
+struct AlertRules {
+  bool server_down = true;
+  bool backend_down = true;   // a backend without any healthy server
+  ThresholdRule error_rate;   // share of 5xx responses
+  ThresholdRule p99_latency;  // request duration
+};
+struct Webhook {
+  std::string url;  // http://host:port/path (IP literal or localhost; plain HTTP)
+  SocketAddress address;
+  std::string path = "/";
+  Duration timeout{5'000};
+  uint32_t max_attempts = 6;  // delivery attempts per notification, with exponential backoff
+};
+struct Alerts {
+  std::vector<Webhook> webhooks;
+  AlertRules rules;
+};
+
+// One JSON line per request (issue 4), written by a thread of its own.
+struct AccessLog {
+  bool enabled = false;
+  std::string path;  // resolved against the config file's folder; "stderr"/"stdout" allowed
+  uint64_t buffer_bytes = 1 << 20;  // per worker; lines that do not fit are dropped and counted
 };
 
 struct Config {
@@ -129,6 +170,9 @@ struct Config {
   Duration drain_timeout{10'000};
   std::vector<Listener> listeners;
   std::vector<Backend> backends;
+  Admin admin;
+  Alerts alerts;
+  AccessLog access_log;
 
   // nullptr if there is no backend of that name. The pointer is valid while the Config lives.
   const Backend* findBackend(std::string_view name) const;
@@ -160,6 +204,14 @@ tl::expected<uint64_t, std::string> parseSize(std::string_view text);
 // (no DNS at load time); the host is stored in canonical form without brackets, so equal addresses
 // compare equal. Port 0 is accepted here; callers decide whether it is meaningful.
 tl::expected<SocketAddress, std::string> parseAddress(std::string_view text);
+
+// Parses "http://host[:port][/path]" (port 80 by default, path "/" by default). Hosts as in
+// parseAddress; no https, no userinfo, no fragment.
+struct HttpUrl {
+  SocketAddress address;
+  std::string path = "/";
+};
+tl::expected<HttpUrl, std::string> parseHttpUrl(std::string_view text);
 
 // The balance algorithms the loader accepts (DESIGN §4), and the subset that uses hash_key.
 bool isKnownBalance(std::string_view balance);

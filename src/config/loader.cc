@@ -205,6 +205,14 @@ class Loader {
   void parseRetries(const YAML::Node& node, int line, Retries& retries, int& per_try_timeout_line);
   void parseRetryOn(const YAML::Node& node, int line, Retries& retries);
   void parsePanicThreshold(const YAML::Node& node, int line, uint32_t& percent);
+  void parseAdmin(const YAML::Node& node, int line, Admin& admin);
+  void parseAlerts(const YAML::Node& node, int line, Alerts& alerts);
+  void parseWebhook(const YAML::Node& node, int line, Alerts& alerts);
+  void parseThresholdRule(const YAML::Node& node, int line, std::string_view key,
+                          ThresholdRule& rule);
+  void parseAccessLog(const YAML::Node& node, int line, AccessLog& log);
+  // A path from the config, relative to the config file's folder.
+  std::string resolvePath(const std::string& path) const;
   void checkReferences(const Config& config);
 
   const std::string& file_;
@@ -387,34 +395,38 @@ Config Loader::load(const YAML::Node& root) {
     return config;
   }
   bool has_listeners = false;
-  const KeyLines seen = walkMap(
-      root, root_line, "the top level", {"admin", "cluster", "state", "config_source", "alerts"},
-      {
-          {"node", [&](const YAML::Node& v, int l) { parseNode(v, l, config); }},
-          {"workers", [&](const YAML::Node& v, int l) { parseWorkers(v, l, config); }},
-          {"drain_timeout",
-           [&](const YAML::Node& v, int l) {
-             setDuration(config.drain_timeout, v, l, "drain_timeout", Duration{0});
-           }},
-          {"listeners",
-           [&](const YAML::Node& v, int l) {
-             // A wrong type is reported once here, not again as "no listeners" below.
-             has_listeners = !v.IsSequence() || v.size() > 0;
-             if (!expectList(v, l, "listeners")) return;
-             for (const YAML::Node& item : v) {
-               if (full()) break;
-               parseListener(item, l, config);
-             }
-           }},
-          {"backends",
-           [&](const YAML::Node& v, int l) {
-             if (!expectList(v, l, "backends")) return;
-             for (const YAML::Node& item : v) {
-               if (full()) break;
-               parseBackend(item, l, config);
-             }
-           }},
-      });
+  const KeyLines seen =
+      walkMap(root, root_line, "the top level", {"cluster", "state", "config_source"},
+              {
+                  {"admin", [&](const YAML::Node& v, int l) { parseAdmin(v, l, config.admin); }},
+                  {"alerts", [&](const YAML::Node& v, int l) { parseAlerts(v, l, config.alerts); }},
+                  {"access_log",
+                   [&](const YAML::Node& v, int l) { parseAccessLog(v, l, config.access_log); }},
+                  {"node", [&](const YAML::Node& v, int l) { parseNode(v, l, config); }},
+                  {"workers", [&](const YAML::Node& v, int l) { parseWorkers(v, l, config); }},
+                  {"drain_timeout",
+                   [&](const YAML::Node& v, int l) {
+                     setDuration(config.drain_timeout, v, l, "drain_timeout", Duration{0});
+                   }},
+                  {"listeners",
+                   [&](const YAML::Node& v, int l) {
+                     // A wrong type is reported once here, not again as "no listeners" below.
+                     has_listeners = !v.IsSequence() || v.size() > 0;
+                     if (!expectList(v, l, "listeners")) return;
+                     for (const YAML::Node& item : v) {
+                       if (full()) break;
+                       parseListener(item, l, config);
+                     }
+                   }},
+                  {"backends",
+                   [&](const YAML::Node& v, int l) {
+                     if (!expectList(v, l, "backends")) return;
+                     for (const YAML::Node& item : v) {
+                       if (full()) break;
+                       parseBackend(item, l, config);
+                     }
+                   }},
+              });
   if (!has_listeners && !full()) {
     auto it = seen.find("listeners");
     error(it == seen.end() ? 0 : it->second, "at least one listener is required");
@@ -1081,6 +1093,206 @@ void Loader::parsePanicThreshold(const YAML::Node& node, int line, uint32_t& per
   percent = value;
 }
 
+std::string Loader::resolvePath(const std::string& path) const {
+  if (path.empty() || path.front() == '/') return path;
+  const size_t slash = file_.rfind('/');
+  if (slash == std::string::npos) return path;
+  return file_.substr(0, slash + 1) + path;
+}
+
+bool isLoopback(const SocketAddress& a) { return a.host.starts_with("127.") || a.host == "::1"; }
+
+void Loader::parseAdmin(const YAML::Node& node, int line, Admin& admin) {
+  if (!expectMap(node, line, "admin")) return;
+  admin.line = line;
+  const KeyLines seen =
+      walkMap(node, line, "admin", {},
+              {
+                  {"enabled",
+                   [&](const YAML::Node& v, int l) {
+                     if (auto b = boolean(v, l, "enabled")) admin.enabled = *b;
+                   }},
+                  {"listen",
+                   [&](const YAML::Node& v, int l) {
+                     if (auto a = address(v, l, "listen")) admin.listen = *a;
+                   }},
+                  {"token_file",
+                   [&](const YAML::Node& v, int l) {
+                     auto text = scalar(v, l, "token_file");
+                     if (!text) return;
+                     admin.token_file = resolvePath(*text);
+                     std::string token;
+                     const int fd = ::open(admin.token_file.c_str(), O_RDONLY | O_CLOEXEC);
+                     if (fd < 0) {
+                       error(l, "'token_file': cannot open " + admin.token_file + ": " +
+                                    std::strerror(errno));
+                       return;
+                     }
+                     char buffer[4096];
+                     ssize_t n;
+                     while ((n = ::read(fd, buffer, sizeof(buffer))) > 0 && token.size() < 4096) {
+                       token.append(buffer, static_cast<size_t>(n));
+                     }
+                     ::close(fd);
+                     while (!token.empty() && (token.back() == '\n' || token.back() == '\r' ||
+                                               token.back() == ' ' || token.back() == '\t')) {
+                       token.pop_back();
+                     }
+                     // The token travels in an HTTP header: visible ASCII only, and long enough to
+                     // guess.
+                     if (token.size() < 16 || token.size() > 1024 ||
+                         !std::all_of(token.begin(), token.end(), isVisibleAscii)) {
+                       error(l, "'token_file' " + admin.token_file +
+                                    ": the token must be 16..1024 visible ASCII characters");
+                       return;
+                     }
+                     admin.token = std::move(token);
+                   }},
+              });
+  if (admin.enabled && !isLoopback(admin.listen) && admin.token.empty() && !full()) {
+    error(keyLine(seen, "listen", line),
+          "admin listens on " + admin.listen.text() +
+              ", which is not a loopback address: set 'token_file' so that the API is guarded");
+  }
+}
+
+void Loader::parseThresholdRule(const YAML::Node& node, int line, std::string_view key,
+                                ThresholdRule& rule) {
+  if (!expectMap(node, line, key)) return;
+  rule.enabled = true;
+  const bool is_rate = key == "error_rate";
+  const KeyLines seen =
+      walkMap(node, line, key, {},
+              {
+                  {"above",
+                   [&](const YAML::Node& v, int l) {
+                     auto text = scalar(v, l, "above");
+                     if (!text) return;
+                     if (is_rate) {
+                       std::string_view digits = *text;
+                       const bool percent = digits.ends_with('%');
+                       if (percent) digits.remove_suffix(1);
+                       double value = -1;
+                       const auto [ptr, ec] =
+                           std::from_chars(digits.data(), digits.data() + digits.size(), value);
+                       if (!percent || digits.empty() || ec != std::errc() ||
+                           ptr != digits.data() + digits.size() || value < 0 || value > 100) {
+                         error(l, "'above' must be a percentage in 0%..100% (e.g. 5%), got '" +
+                                      *text + "'");
+                         return;
+                       }
+                       rule.above = value / 100.0;
+                     } else if (auto d = duration(v, l, "above", Duration{1})) {
+                       rule.above = static_cast<double>(d->count());
+                     }
+                   }},
+                  {"for", [&](const YAML::Node& v,
+                              int l) { setDuration(rule.window, v, l, "for", Duration{1'000}); }},
+                  {"min_requests",
+                   [&](const YAML::Node& v, int l) {
+                     setInteger(rule.min_requests, v, l, "min_requests", 1, 1'000'000'000);
+                   }},
+              });
+  if (!seen.contains("above") && !full()) {
+    error(line, "'" + std::string(key) + "' is missing 'above'");
+  }
+}
+
+void Loader::parseWebhook(const YAML::Node& node, int list_line, Alerts& alerts) {
+  const int line = lineOf(node, list_line);
+  if (!expectMap(node, line, "webhooks entry")) return;
+  Webhook hook;
+  const KeyLines seen = walkMap(
+      node, line, "webhook", {},
+      {
+          {"url",
+           [&](const YAML::Node& v, int l) {
+             auto text = scalar(v, l, "url");
+             if (!text) return;
+             auto url = parseHttpUrl(*text);
+             if (!url) {
+               error(l, "'url': invalid URL '" + *text + "': " + url.error());
+               return;
+             }
+             hook.url = *text;
+             hook.address = url->address;
+             hook.path = url->path;
+           }},
+          {"timeout", [&](const YAML::Node& v,
+                          int l) { setDuration(hook.timeout, v, l, "timeout", Duration{10}); }},
+          {"max_attempts",
+           [&](const YAML::Node& v, int l) {
+             setInteger(hook.max_attempts, v, l, "max_attempts", 1, 100);
+           }},
+      });
+  if (!seen.contains("url") && !full()) error(line, "webhook is missing 'url'");
+  alerts.webhooks.push_back(std::move(hook));
+}
+
+void Loader::parseAlerts(const YAML::Node& node, int line, Alerts& alerts) {
+  if (!expectMap(node, line, "alerts")) return;
+  walkMap(node, line, "alerts", {},
+          {
+              {"webhooks",
+               [&](const YAML::Node& v, int l) {
+                 if (!expectList(v, l, "webhooks")) return;
+                 for (const YAML::Node& item : v) {
+                   if (full()) break;
+                   parseWebhook(item, l, alerts);
+                 }
+               }},
+              {"rules",
+               [&](const YAML::Node& v, int l) {
+                 if (!expectMap(v, l, "rules")) return;
+                 AlertRules& r = alerts.rules;
+                 walkMap(v, l, "alerts.rules", {},
+                         {
+                             {"server_down",
+                              [&](const YAML::Node& rv, int rl) {
+                                if (auto b = boolean(rv, rl, "server_down")) r.server_down = *b;
+                              }},
+                             {"backend_down",
+                              [&](const YAML::Node& rv, int rl) {
+                                if (auto b = boolean(rv, rl, "backend_down")) r.backend_down = *b;
+                              }},
+                             {"error_rate",
+                              [&](const YAML::Node& rv, int rl) {
+                                parseThresholdRule(rv, rl, "error_rate", r.error_rate);
+                              }},
+                             {"p99_latency",
+                              [&](const YAML::Node& rv, int rl) {
+                                parseThresholdRule(rv, rl, "p99_latency", r.p99_latency);
+                              }},
+                         });
+               }},
+          });
+}
+
+void Loader::parseAccessLog(const YAML::Node& node, int line, AccessLog& log) {
+  if (!expectMap(node, line, "access_log")) return;
+  log.enabled = true;
+  const KeyLines seen = walkMap(
+      node, line, "access_log", {},
+      {
+          {"enabled",
+           [&](const YAML::Node& v, int l) {
+             if (auto b = boolean(v, l, "enabled")) log.enabled = *b;
+           }},
+          {"path",
+           [&](const YAML::Node& v, int l) {
+             auto text = scalar(v, l, "path");
+             if (!text) return;
+             log.path = (*text == "stderr" || *text == "stdout") ? *text : resolvePath(*text);
+           }},
+          {"buffer",
+           [&](const YAML::Node& v, int l) {
+             if (auto n = size(v, l, "buffer", 64 * 1024, uint64_t{1} << 30)) log.buffer_bytes = *n;
+           }},
+      });
+  if (log.enabled && !seen.contains("path") && !full())
+    error(line, "'access_log' is missing 'path'");
+}
+
 std::vector<ConfigError> Loader::takeErrors() {
   std::vector<ConfigError> errors = std::move(errors_);
   std::stable_sort(errors.begin(), errors.end(),
@@ -1127,6 +1339,12 @@ void Loader::checkReferences(const Config& config) {
                   std::to_string(keyLine(listener_keys_[j], "listen", other.line)) + ")");
         break;
       }
+    }
+    if (config.admin.enabled && listenConflict(listener.listen, config.admin.listen)) {
+      error(keyLine(keys, "listen", listener.line),
+            "'listen' " + listener.listen.text() + " conflicts with the admin server on " +
+                config.admin.listen.text() +
+                (config.admin.line ? "" : " (the default; see 'admin')"));
     }
     if (!listener.backend.empty() && config.findBackend(listener.backend) == nullptr) {
       std::vector<std::string_view> names;

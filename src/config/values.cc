@@ -177,6 +177,39 @@ std::string SocketAddress::text() const {
   return host + ":" + std::to_string(port);
 }
 
+tl::expected<HttpUrl, std::string> parseHttpUrl(std::string_view text) {
+  constexpr std::string_view kScheme = "http://";
+  if (!text.starts_with(kScheme)) {
+    return tl::unexpected<std::string>("must start with http:// (https is not supported)");
+  }
+  std::string_view rest = text.substr(kScheme.size());
+  HttpUrl url;
+  const size_t slash = rest.find('/');
+  std::string_view authority = rest.substr(0, slash);
+  if (slash != std::string_view::npos) url.path = std::string(rest.substr(slash));
+  if (authority.empty()) return tl::unexpected<std::string>("has no host");
+  if (authority.find('@') != std::string_view::npos) {
+    return tl::unexpected<std::string>("must not carry user information");
+  }
+  for (char c : url.path) {
+    if (c <= ' ' || c >= 0x7f || c == '#') {
+      return tl::unexpected<std::string>("path must be visible ASCII without '#'");
+    }
+  }
+  // A port is present if the authority ends in ":digits" outside IPv6 brackets.
+  const size_t colon = authority.rfind(':');
+  const size_t bracket = authority.rfind(']');
+  const bool has_port =
+      colon != std::string_view::npos && (bracket == std::string_view::npos || colon > bracket);
+  std::string with_port(authority);
+  if (!has_port) with_port += ":80";
+  auto address = parseAddress(with_port);
+  if (!address) return tl::unexpected<std::string>(address.error());
+  if (address->port == 0) return tl::unexpected<std::string>("port must be in 1..65535");
+  url.address = *address;
+  return url;
+}
+
 namespace {
 constexpr std::array<std::string_view, 7> kBalances{"round_robin", "least_conn", "p2c",   "random",
                                                     "source_hash", "ring_hash",  "maglev"};

@@ -21,9 +21,18 @@ void EventLog::emit(Event e) {
     log::warn("event={} server {}/{} {}: {}", e.kind, e.backend, e.server, verb, e.detail);
   }
   std::lock_guard<std::mutex> g(mu_);
+  e.id = ++total_;
   ring_.push_back(std::move(e));
   if (ring_.size() > capacity_) ring_.pop_front();
-  ++total_;
+}
+
+std::vector<Event> EventLog::since(uint64_t after) const {
+  std::lock_guard<std::mutex> g(mu_);
+  std::vector<Event> out;
+  for (const Event& e : ring_) {
+    if (e.id > after) out.push_back(e);
+  }
+  return out;
 }
 
 std::vector<Event> EventLog::recent() const {

@@ -10,11 +10,12 @@
 namespace tandem::health {
 
 struct Event {
+  uint64_t id = 0;  // 1, 2, ... in emission order (assigned by EventLog)
   int64_t unix_ms = 0;
-  std::string kind;     // server_up, server_down, ejected, returned, draining, enabled, disabled,
-                        // panic_on, panic_off
+  std::string kind;  // server_up, server_down, ejected, returned, draining, enabled, disabled,
+                     // weight, panic_on, panic_off
   std::string backend;
-  std::string server;   // empty for backend-wide events
+  std::string server;  // empty for backend-wide events
   std::string detail;
 };
 
@@ -23,6 +24,8 @@ class EventLog {
   explicit EventLog(size_t capacity = 1000) : capacity_(capacity) {}
   void emit(Event e);
   std::vector<Event> recent() const;
+  // Events with an id above `after` that are still in the ring, oldest first.
+  std::vector<Event> since(uint64_t after) const;
   uint64_t total() const;
 
  private:

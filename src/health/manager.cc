@@ -12,9 +12,12 @@ constexpr uint32_t kPermilleStep = 50;
 
 const char* adminWord(AdminState s) {
   switch (s) {
-    case AdminState::kEnabled: return "enabled";
-    case AdminState::kDraining: return "draining";
-    case AdminState::kDisabled: return "disabled";
+    case AdminState::kEnabled:
+      return "enabled";
+    case AdminState::kDraining:
+      return "draining";
+    case AdminState::kDisabled:
+      return "disabled";
   }
   return "?";
 }
@@ -24,8 +27,14 @@ HealthManager::HealthManager(std::shared_ptr<const config::Config> cfg, EventLog
                              const std::vector<ServerMemo>& carry)
     : cfg_(std::move(cfg)), events_(events), tick_(this, 0) {
   backends_.resize(cfg_->backends.size());
+  counters_.resize(cfg_->backends.size());
+  admin_states_.resize(cfg_->backends.size());
   for (size_t bi = 0; bi < cfg_->backends.size(); ++bi) {
     const config::Backend& bc = cfg_->backends[bi];
+    for (size_t si = 0; si < bc.servers.size(); ++si) {
+      counters_[bi].push_back(std::make_unique<ServerCounters>());
+    }
+    admin_states_[bi].assign(bc.servers.size(), AdminState::kEnabled);
     BackendState& b = backends_[bi];
     b.cfg = &bc;
     b.servers.resize(bc.servers.size());
@@ -50,6 +59,8 @@ HealthManager::HealthManager(std::shared_ptr<const config::Config> cfg, EventLog
         if (bc.servers[si].name != m.server || bc.servers[si].address.text() != m.address) continue;
         ServerState& s = backends_[bi].servers[si];
         s.admin = m.admin;
+        s.weight = m.weight;
+        admin_states_[bi][si] = m.admin;
         if (bc.active.enabled) {
           s.checked = m.checked;
           s.rf.set(m.up);
@@ -70,7 +81,7 @@ std::vector<ServerMemo> HealthManager::memo() const {
     for (size_t si = 0; si < b.servers.size(); ++si) {
       const ServerState& s = b.servers[si];
       out.push_back({b.cfg->name, b.cfg->servers[si].name, b.cfg->servers[si].address.text(),
-                     s.checked, s.rf.up(), s.ejected || s.awaiting_probe, s.admin});
+                     s.checked, s.rf.up(), s.ejected || s.awaiting_probe, s.admin, s.weight});
     }
   }
   return out;
@@ -124,36 +135,63 @@ void HealthManager::reportFailureStreak(int backend, int server) {
   loop_.wake();
 }
 
-bool HealthManager::setAdminState(const std::string& backend, const std::string& server,
-                                  AdminState state) {
+std::pair<int, int> HealthManager::find(const std::string& backend,
+                                        const std::string& server) const {
   for (size_t bi = 0; bi < cfg_->backends.size(); ++bi) {
     if (cfg_->backends[bi].name != backend) continue;
     const auto& servers = cfg_->backends[bi].servers;
     for (size_t si = 0; si < servers.size(); ++si) {
-      if (servers[si].name != server) continue;
-      {
-        std::lock_guard<std::mutex> g(mu_);
-        admin_.emplace_back(static_cast<int>(bi), static_cast<int>(si), state);
-      }
-      loop_.wake();
-      return true;
+      if (servers[si].name == server) return {static_cast<int>(bi), static_cast<int>(si)};
     }
   }
-  return false;
+  return {-1, -1};
+}
+
+bool HealthManager::setAdminState(const std::string& backend, const std::string& server,
+                                  AdminState state) {
+  auto [b, s] = find(backend, server);
+  if (b < 0) return false;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    admin_.emplace_back(b, s, state);
+    admin_states_[b][s] = state;  // visible to readers at once, applied on the loop
+  }
+  loop_.wake();
+  return true;
+}
+
+bool HealthManager::setWeight(const std::string& backend, const std::string& server,
+                              uint32_t weight) {
+  auto [b, s] = find(backend, server);
+  if (b < 0 || weight < 1 || weight > 256) return false;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    weights_.emplace_back(b, s, weight);
+  }
+  loop_.wake();
+  return true;
+}
+
+std::vector<std::vector<AdminState>> HealthManager::adminStates() const {
+  std::lock_guard<std::mutex> g(mu_);
+  return admin_states_;
 }
 
 void HealthManager::drainMailbox() {
   std::vector<std::pair<int, int>> reports;
   std::vector<std::tuple<int, int, AdminState>> admin;
+  std::vector<std::tuple<int, int, uint32_t>> weights;
   {
     std::lock_guard<std::mutex> g(mu_);
     reports.swap(reports_);
     admin.swap(admin_);
+    weights.swap(weights_);
   }
   for (auto [b, s] : reports) {
     BackendState& bs = backends_[b];
     if (!bs.outlier || !bs.outlier->onFailureStreak(static_cast<size_t>(s), loop_.now())) continue;
     bs.servers[s].ejected = true;
+    counters_[b][s]->ejections.add();
     emit("ejected", b, s,
          std::to_string(bs.cfg->passive.consecutive_failures) + " failures in a row, ejection #" +
              std::to_string(bs.outlier->timesEjected(static_cast<size_t>(s))));
@@ -168,6 +206,14 @@ void HealthManager::drainMailbox() {
     ss.admin = state;
     emit(adminWord(state), b, s, "admin request");
   }
+  for (auto [b, s, weight] : weights) {
+    ServerState& ss = backends_[b].servers[s];
+    if (ss.weight == weight) continue;
+    ss.weight = weight;
+    emit("weight", b, s,
+         "admin request: weight " + std::to_string(weight) + " (configured " +
+             std::to_string(backends_[b].cfg->servers[s].weight) + ")");
+  }
   publish();
 }
 
@@ -180,6 +226,7 @@ void HealthManager::onProbe(int b, int s, bool ok, const std::string& why) {
   ServerState& ss = bs.servers[s];
   bool first = !ss.checked;
   ss.checked = true;
+  (ok ? counters_[b][s]->checks_passed : counters_[b][s]->checks_failed).add();
   bool was_up = ss.rf.up();
   bool flipped;
   if (first && !was_up && ok) {
@@ -190,8 +237,8 @@ void HealthManager::onProbe(int b, int s, bool ok, const std::string& why) {
   }
   if (flipped) {
     if (ss.rf.up()) {
-      becameUp(b, s, "passed " + std::to_string(first ? 1 : bs.cfg->active.rise) + " check(s): " +
-                         why);
+      becameUp(b, s,
+               "passed " + std::to_string(first ? 1 : bs.cfg->active.rise) + " check(s): " + why);
       emit("server_up", b, s, why);
     } else {
       emit("server_down", b, s, std::to_string(bs.cfg->active.fall) + " failed check(s): " + why);
@@ -266,6 +313,8 @@ std::shared_ptr<const HealthView> HealthManager::buildView() {
       const ServerState& ss = bs.servers[si];
       ServerView& sv = bv.servers[si];
       sv.healthy = healthy(bs, ss);
+      sv.ejected = ss.ejected || ss.awaiting_probe;
+      sv.weight = static_cast<uint16_t>(ss.weight ? ss.weight : bs.cfg->servers[si].weight);
       sv.draining = ss.admin == AdminState::kDraining;
       sv.disabled = ss.admin == AdminState::kDisabled;
       uint32_t pm = slowStartPermille(now, ss.up_since_ms, bs.cfg->slow_start.count());

@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "core/buffer.h"
 #include "core/event_loop.h"
+#include "core/stats.h"
 #include "health/events.h"
 #include "health/outlier.h"
 #include "health/probe.h"
@@ -36,6 +37,7 @@ struct ServerMemo {
   bool up = true;
   bool ejected_or_waiting = false;
   AdminState admin = AdminState::kEnabled;
+  uint32_t weight = 0;  // admin weight override; 0 = none
 };
 
 class HealthManager : public TimerHandler {
@@ -58,6 +60,20 @@ class HealthManager : public TimerHandler {
   void reportFailureStreak(int backend, int server);
   // Thread-safe: admin action; false if the backend or server does not exist.
   bool setAdminState(const std::string& backend, const std::string& server, AdminState state);
+  // Thread-safe: admin weight override (1..256); false if the backend or server does not exist.
+  bool setWeight(const std::string& backend, const std::string& server, uint32_t weight);
+
+  // Thread-safe counters per server, for metrics (indexed like the config).
+  struct ServerCounters {
+    Counter checks_passed;
+    Counter checks_failed;
+    Counter ejections;
+  };
+  const ServerCounters& counters(size_t backend, size_t server) const {
+    return *counters_[backend][server];
+  }
+  // Thread-safe: the admin state of every server (indexed like the config).
+  std::vector<std::vector<AdminState>> adminStates() const;
 
   void onTimer(int tag) override;
 
@@ -68,7 +84,8 @@ class HealthManager : public TimerHandler {
     bool ejected = false;         // passive ejection in force
     bool awaiting_probe = false;  // ejection over, waiting for a passed active check
     AdminState admin = AdminState::kEnabled;
-    int64_t up_since_ms = 0;      // for slow start; 0 = at full weight from the start
+    uint32_t weight = 0;      // admin override; 0 = the configured weight
+    int64_t up_since_ms = 0;  // for slow start; 0 = at full weight from the start
     std::unique_ptr<Probe> probe;
   };
   struct BackendState {
@@ -79,6 +96,7 @@ class HealthManager : public TimerHandler {
   };
 
   bool healthy(const BackendState& b, const ServerState& s) const;
+  std::pair<int, int> find(const std::string& backend, const std::string& server) const;
   void onProbe(int b, int s, bool ok, const std::string& why);
   void scheduleProbe(int b, int s);
   void becameUp(int b, int s, const std::string& why);
@@ -102,6 +120,9 @@ class HealthManager : public TimerHandler {
   mutable std::mutex mu_;  // guards the mailbox and current_
   std::vector<std::pair<int, int>> reports_;
   std::vector<std::tuple<int, int, AdminState>> admin_;
+  std::vector<std::tuple<int, int, uint32_t>> weights_;
+  std::vector<std::vector<AdminState>> admin_states_;  // copy for adminStates()
+  std::vector<std::vector<std::unique_ptr<ServerCounters>>> counters_;
   std::shared_ptr<const HealthView> current_;
 };
 

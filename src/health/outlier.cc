@@ -5,7 +5,8 @@
 namespace tandem::health {
 
 size_t OutlierDetector::ejectedCount() const {
-  return static_cast<size_t>(std::count_if(s_.begin(), s_.end(), [](const State& s) { return s.ejected; }));
+  return static_cast<size_t>(
+      std::count_if(s_.begin(), s_.end(), [](const State& s) { return s.ejected; }));
 }
 
 bool OutlierDetector::onFailureStreak(size_t server, int64_t now_ms) {

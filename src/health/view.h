@@ -8,8 +8,10 @@ namespace tandem::health {
 
 struct ServerView {
   bool healthy = true;    // active verdict and not ejected by outlier detection
+  bool ejected = false;   // out because of outlier detection (or waiting for a check after it)
   bool draining = false;  // admin: no new requests, in-flight ones finish
   bool disabled = false;  // admin: nothing at all
+  uint16_t weight = 1;    // configured weight, or the admin's override
   uint16_t weight_permille = 1000;  // slow start: effective weight = weight x permille / 1000
   bool operator==(const ServerView&) const = default;
 };

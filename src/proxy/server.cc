@@ -37,6 +37,7 @@ Result<void> Server::start(std::shared_ptr<const config::Config> cfg) {
   for (const config::Listener& l : cfg_->listeners) {
     auto ls = std::make_unique<ListenerShared>();
     ls->cfg = &l;
+    ls->index = static_cast<int>(listeners_.size());
     for (size_t b = 0; b < cfg_->backends.size(); ++b) {
       if (cfg_->backends[b].name == l.backend) ls->backend_index = static_cast<int>(b);
     }
@@ -69,7 +70,10 @@ Result<void> Server::start(std::shared_ptr<const config::Config> cfg) {
     workers_.push_back(std::make_unique<Worker>(static_cast<int>(w), n, cfg_, shared, fds[w], seed,
                                                 health_.get()));
   }
-  for (auto& w : workers_) w->start();
+  for (auto& w : workers_) {
+    w->setAccessLog(access_log_);
+    w->start();
+  }
   health_->start([this](std::shared_ptr<const health::HealthView> v) {
     for (auto& w : workers_) w->publishHealth(v);
   });

@@ -25,6 +25,12 @@ class Server {
   size_t workerCount() const { return workers_.size(); }
   health::HealthManager& health() { return *health_; }
   health::EventLog& events() { return events_; }
+  const config::Config& config() const { return *cfg_; }
+  // Read-only views for the control thread (counters are single-writer atomics).
+  const std::vector<std::unique_ptr<Worker>>& workers() const { return workers_; }
+  const ListenerShared& listener(size_t i) const { return *listeners_[i]; }
+  // Optional access log, shared by the workers (set before start()).
+  void setAccessLog(AccessLog* log) { access_log_ = log; }
 
  private:
   std::shared_ptr<const config::Config> cfg_;
@@ -32,6 +38,7 @@ class Server {
   std::unique_ptr<health::HealthManager> health_;
   std::vector<std::unique_ptr<ListenerShared>> listeners_;
   std::vector<std::unique_ptr<Worker>> workers_;
+  AccessLog* access_log_ = nullptr;
 };
 
 // workers: auto -> one per online CPU.

@@ -6,10 +6,12 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <initializer_list>
 #include <cerrno>
+#include <initializer_list>
 
+#include "core/clock.h"
 #include "core/log.h"
+#include "proxy/access_log.h"
 #include "proxy/rewrite.h"
 
 namespace tandem::proxy {
@@ -115,7 +117,8 @@ Session::Session(Worker& w, ListenerShared& ls, int fd, const SockAddr& peer)
       client_timer_(this, kClientTimer),
       up_timer_(this, kUpstreamTimer),
       tcp_(ls.cfg->mode == config::ListenerMode::kTcp),
-      up_out_(w.pool()) {}
+      up_out_(w.pool()),
+      lstats_(w.stats().listeners[ls.index]) {}
 
 Session::~Session() {
   if (fd_ >= 0) ::close(fd_);
@@ -165,8 +168,8 @@ void Session::drainNow() {
     return;
   }
   client_timer_kind_ = ClientTimer::kIdle;
-  client_timer_.arm(w_.loop().timers(
-      std::min<int64_t>(kDrainGraceMs, w_.config().drain_timeout.count() / 2)));
+  client_timer_.arm(
+      w_.loop().timers(std::min<int64_t>(kDrainGraceMs, w_.config().drain_timeout.count() / 2)));
 }
 
 void Session::armClient(ClientTimer kind) {
@@ -229,6 +232,7 @@ int Session::readClient() {
     c_readable_ = false;
     return 0;
   }
+  if (n > 0) lstats_.bytes_in.add(static_cast<uint64_t>(n));
   return static_cast<int>(n);
 }
 
@@ -285,7 +289,12 @@ bool Session::stepHead() {
 
 void Session::startRequest() {
   const http::RequestHead& req = w_.scratch_request;
-  ++w_.counters().requests;
+  openRequest();
+  req_bytes_ = req.head_length;
+  if (w_.accessLog()) {
+    log_method_.assign(req.method_text);
+    log_path_.assign(req.target.substr(0, 4096));
+  }
   client_http10_ = req.version_minor == 0;
   req_keep_alive_ = req.keep_alive;
   method_ = req.method;
@@ -314,7 +323,66 @@ void Session::startRequest() {
   phase_ = Phase::kExchange;
   ++be_.active_requests;
   active_counted_ = true;
-  if (!connectUpstream()) respond(503);
+  routed_ = true;
+  be_.stats->requests.add();
+  if (!connectUpstream()) {
+    be_.stats->no_server.add();
+    respond(503);
+  }
+}
+
+void Session::openRequest() {
+  req_open_ = true;
+  routed_ = false;
+  status_ = 0;
+  unix_ms_ = unixMs();
+  t_head_us_ = monoUs();
+  queue_us_ = -1;
+  connect_us_ = -1;
+  first_byte_us_ = -1;
+  req_bytes_ = 0;
+  resp_bytes_out_ = 0;
+  lstats_.requests.add();
+}
+
+void Session::endRequest(int status) {
+  if (!req_open_) return;
+  req_open_ = false;
+  const int64_t total_us = monoUs() - t_head_us_;
+  lstats_.respond(status);
+  if (routed_) {
+    be_.stats->respond(status);
+    be_.stats->duration.observe(static_cast<uint64_t>(std::max<int64_t>(0, total_us)));
+  }
+  if (AccessLog* log = w_.accessLog()) {
+    AccessRecord r;
+    r.unix_ms = unix_ms_;
+    r.listener = cfg_.name;
+    r.client = client_ip_;
+    r.method = log_method_;
+    r.path = log_path_;
+    r.status = status;
+    r.bytes_in = req_bytes_;
+    r.bytes_out = resp_bytes_out_;
+    r.backend = be_.cfg->name;
+    if (routed_ && server_ >= 0) r.server = be_.servers[server_].cfg->name;
+    r.retries = retries_;
+    r.queue_us = queue_us_;
+    r.connect_us = connect_us_;
+    r.first_byte_us = first_byte_us_;
+    r.total_us = total_us;
+    log->append(static_cast<unsigned>(w_.id()), r);
+  }
+}
+
+void Session::countToBackend(uint64_t n) {
+  be_.stats->bytes_in.add(n);
+  if (server_ >= 0) be_.servers[server_].stats->bytes_in.add(n);
+}
+
+void Session::countFromBackend(uint64_t n) {
+  be_.stats->bytes_out.add(n);
+  if (server_ >= 0) be_.servers[server_].stats->bytes_out.add(n);
 }
 
 void Session::resetExchange() {
@@ -341,23 +409,27 @@ bool Session::connectUpstream() {
     int s = w_.pickServer(be_, hash_, tried_);
     if (s < 0) return false;
     ServerRt& srv = be_.servers[s];
+    if (req_open_ && queue_us_ < 0) queue_us_ = monoUs() - t_head_us_;
+    srv.stats->requests.add();
     UpstreamConn* c = w_.takeIdle(srv);
     if (!c) {
       if (be_.max_pending && be_.pending >= be_.max_pending) return false;  // circuit breaker
       auto fd = connectNonBlocking(srv.addr);
       if (!fd) {
+        srv.stats->connect_failures.add();
+        be_.stats->connect_failures.add();
         w_.markConnectFailure(be_, s);
         tried_.add(s);
         continue;
       }
       c = new UpstreamConn(w_, be_, s, *fd);
-      ++w_.counters().upstream_connects;
+      srv.stats->connects.add();
+      t_connect_us_ = monoUs();
       ++be_.pending;
       pending_held_ = true;
       up_timer_.arm(w_.loop().timers(be_.cfg->limits.connect_timeout.count()));
     } else {
       c->reused = true;
-      ++w_.counters().upstream_reuses;
       armUpstreamTimer();
     }
     up_ = c;
@@ -420,6 +492,8 @@ bool Session::checkConnected() {
   }
   up_->connected = true;
   releasePending();
+  connect_us_ = monoUs() - t_connect_us_;
+  be_.stats->connect.observe(static_cast<uint64_t>(std::max<int64_t>(0, connect_us_)));
   if (tcp_) {
     up_timer_.cancel();  // the tunnel's idle timer (client timer) takes over
   } else {
@@ -430,7 +504,8 @@ bool Session::checkConnected() {
 
 void Session::onConnectFailed() {
   int s = server_;
-  ++w_.counters().connect_failures;
+  be_.servers[s].stats->connect_failures.add();
+  be_.stats->connect_failures.add();
   w_.markConnectFailure(be_, s);
   w_.recordOutcome(be_, s, false);
   detachUpstream(false);
@@ -495,7 +570,7 @@ bool Session::retry(TryFailure why) {
     budget_held_ = true;
   }
   ++retries_;
-  ++w_.counters().retries;
+  be_.stats->retries.add();
   int s = server_;
   detachUpstream(false);
   tried_.add(s);
@@ -504,6 +579,7 @@ bool Session::retry(TryFailure why) {
   resp_pending_ = 0;
   resp_bytes_ = 0;
   resp_head_done_ = false;
+  first_byte_us_ = -1;
   up_out_sent_ = 0;
   if (!connectUpstream()) respond(502);
   return true;  // the request is handled either way
@@ -550,6 +626,7 @@ bool Session::pumpRequest() {
       return true;
     }
     req_pending_ += k;
+    req_bytes_ += k;
     p |= k > 0;
   }
   size_t head_left = up_out_.size() - up_out_sent_;
@@ -568,6 +645,7 @@ bool Session::pumpRequest() {
       return true;
     }
     if (n > 0) {
+      countToBackend(static_cast<uint64_t>(n));
       size_t from_head = std::min(static_cast<size_t>(n), head_left);
       up_out_sent_ += from_head;
       size_t from_body = static_cast<size_t>(n) - from_head;
@@ -599,6 +677,8 @@ bool Session::flushClient(bool with_body) {
     return true;
   }
   if (n <= 0) return false;
+  lstats_.bytes_out.add(static_cast<uint64_t>(n));
+  if (req_open_) resp_bytes_out_ += static_cast<uint64_t>(n);
   size_t from_out = std::min(static_cast<size_t>(n), out_.size());
   out_.consume(from_out);
   size_t from_body = static_cast<size_t>(n) - from_out;
@@ -618,7 +698,9 @@ bool Session::pumpResponse() {
   if (up_->readable && !up_->eof && in.size() < cap) {
     ssize_t n = readSome(up_->fd(), in, up_->readable, up_->hup);
     if (n > 0) {
+      if (first_byte_us_ < 0 && req_open_) first_byte_us_ = monoUs() - t_head_us_;
       resp_bytes_ += static_cast<uint64_t>(n);
+      countFromBackend(static_cast<uint64_t>(n));
       armUpstreamTimer();
       p = true;
     } else if (n == 0 || n == -2) {
@@ -651,9 +733,10 @@ bool Session::pumpResponse() {
       continue;
     }
     const bool failed = Worker::isFailureStatus(*be_.cfg, resp.status);
+    be_.servers[server_].stats->respond(resp.status);
     w_.recordOutcome(be_, server_, !failed);
     if (failed && retriableStatus(resp.status) && retry(TryFailure::kStatus)) return true;
-    if (resp.status / 100 < 6) ++w_.counters().responses[resp.status / 100];
+    status_ = resp.status;
     if (up_out_sent_ < up_out_.size()) {
       // The backend answered before it had our whole request head: send nothing more to it (the
       // rest would be read out of context) and use neither connection again.
@@ -674,6 +757,7 @@ bool Session::pumpResponse() {
       resp_head_done_ = true;
       armClient(ClientTimer::kIdle);
       up_timer_.cancel();
+      endRequest(101);  // what follows is a tunnel, counted in bytes only
       phase_ = Phase::kTunnel;
       return true;
     }
@@ -728,8 +812,8 @@ bool Session::pumpResponse() {
 }
 
 void Session::finishExchange() {
-  bool req_complete = !abandon_request_ && req_body_.done && req_pending_ == 0 &&
-                      up_out_sent_ >= up_out_.size();
+  bool req_complete =
+      !abandon_request_ && req_body_.done && req_pending_ == 0 && up_out_sent_ >= up_out_.size();
   UpstreamConn* u = up_;
   bool reusable = req_complete && u->in().empty() && !u->eof && !u->hup &&
                   resp_body_.kind != http::BodyKind::kUntilClose && resp_keep_alive_;
@@ -746,6 +830,7 @@ void Session::finishExchange() {
   }
   detachUpstream(reusable);
   endRequestAccounting();
+  endRequest(status_);
   up_out_.clear();
   up_out_sent_ = 0;
   if (must_close_ || !req_complete || !req_keep_alive_ || w_.draining()) {
@@ -792,6 +877,7 @@ bool Session::stepTunnel() {
       return true;
     }
     if (n > 0) {
+      countToBackend(static_cast<uint64_t>(n));
       in_.consume(static_cast<size_t>(n));
       p = true;
     }
@@ -809,6 +895,7 @@ bool Session::stepTunnel() {
       return true;
     }
     if (n > 0) {
+      lstats_.bytes_out.add(static_cast<uint64_t>(n));
       size_t from_out = std::min(static_cast<size_t>(n), out_.size());
       out_.consume(from_out);
       uin.consume(static_cast<size_t>(n) - from_out);
@@ -821,6 +908,7 @@ bool Session::stepTunnel() {
       up_->eof = true;
       up_->readable = false;
     }
+    if (n > 0) countFromBackend(static_cast<uint64_t>(n));
     if (n != -1) p = true;
   }
   return endTunnelStep(in_.empty(), uin.empty() && out_.empty(), p);
@@ -855,6 +943,7 @@ bool Session::stepSplicedTunnel() {
       closeNow();
       return true;
     }
+    if (n > 0) countToBackend(static_cast<uint64_t>(n));
     p |= n > 0;
   }
   if (c2u_.empty() && c_readable_ && !c_eof_) {
@@ -863,6 +952,7 @@ bool Session::stepSplicedTunnel() {
       c_eof_ = true;
       c_readable_ = false;
     }
+    if (n > 0) lstats_.bytes_in.add(static_cast<uint64_t>(n));
     p |= n != -1;
   }
   // backend -> client
@@ -872,6 +962,7 @@ bool Session::stepSplicedTunnel() {
       closeNow();
       return true;
     }
+    if (n > 0) lstats_.bytes_out.add(static_cast<uint64_t>(n));
     p |= n > 0;
   }
   if (u2c_.empty() && up_->readable && !up_->eof) {
@@ -880,6 +971,7 @@ bool Session::stepSplicedTunnel() {
       up_->eof = true;
       up_->readable = false;
     }
+    if (n > 0) countFromBackend(static_cast<uint64_t>(n));
     p |= n != -1;
   }
   return endTunnelStep(c2u_.empty(), u2c_.empty(), p);
@@ -897,8 +989,12 @@ void Session::respond(int status) {
     }
     out_.clear();  // a final head that never left: replace it with the error
   }
-  if (status / 100 < 6) ++w_.counters().responses[status / 100];
-  out_.append(errorResponse(status));
+  // A malformed or timed-out head is a request too, answered by the listener itself.
+  if (!req_open_ && !tcp_) openRequest();
+  std::string_view page = errorResponse(status);
+  resp_bytes_out_ += page.size();
+  endRequest(status);
+  out_.append(page);
   in_.clear();  // nothing more of this connection is read as a request
   phase_ = Phase::kClosing;
   armClient(ClientTimer::kLinger);
@@ -931,6 +1027,7 @@ bool Session::stepClosing() {
 
 void Session::closeNow() {
   if (phase_ == Phase::kClosed) return;
+  endRequest(resp_sent_any_ ? status_ : 0);
   phase_ = Phase::kClosed;
   client_timer_.cancel();
   detachUpstream(false);

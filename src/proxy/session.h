@@ -82,6 +82,13 @@ class Session final : public IoHandler, public TimerHandler, public UpstreamOwne
   void releasePending();
   void endRequestAccounting();
 
+  // Request accounting (metrics, access log): opened when a request head is complete (or a
+  // malformed one is answered), ended exactly once with the status the client got (0 = none).
+  void openRequest();
+  void endRequest(int status);
+  void countToBackend(uint64_t n);    // request bytes written to the server
+  void countFromBackend(uint64_t n);  // response bytes read from the server
+
   void respond(int status);  // generated response, then lingering close
   void closeNow();
   void armClient(ClientTimer kind);
@@ -103,7 +110,7 @@ class Session final : public IoHandler, public TimerHandler, public UpstreamOwne
   bool c_readable_ = false;
   bool c_writable_ = true;
   bool c_eof_ = false;
-  bool c_hup_ = false;  // the client sent FIN (or the socket failed)
+  bool c_hup_ = false;   // the client sent FIN (or the socket failed)
   bool c_shut_ = false;  // we shut down our write side to the client
   bool tcp_ = false;
   bool splice_tried_ = false;
@@ -117,14 +124,14 @@ class Session final : public IoHandler, public TimerHandler, public UpstreamOwne
   int server_ = -1;
   PickExclusions tried_;
   uint64_t hash_ = 0;
-  int attempts_ = 0;   // connection attempts for this request (all causes)
+  int attempts_ = 0;      // connection attempts for this request (all causes)
   uint32_t retries_ = 0;  // policy retries used
   bool budget_held_ = false;
   bool replayed_ = false;         // the reused-connection race replay was used
   bool abandon_request_ = false;  // the backend answered before taking our whole head
-  bool pending_held_ = false;   // counted in the backend's pending connects
-  bool active_counted_ = false; // counted in the backend's active requests
-  Buffer up_out_;          // rewritten request head for the backend (kept until a response byte)
+  bool pending_held_ = false;     // counted in the backend's pending connects
+  bool active_counted_ = false;   // counted in the backend's active requests
+  Buffer up_out_;  // rewritten request head for the backend (kept until a response byte)
   size_t up_out_sent_ = 0;
   BodyFramer req_body_;
   size_t req_pending_ = 0;  // admitted request body bytes at the front of in_
@@ -140,6 +147,21 @@ class Session final : public IoHandler, public TimerHandler, public UpstreamOwne
   bool client_http10_ = false;
   bool upgrade_ = false;
   http::Method method_ = http::Method::kGet;
+
+  ListenerStats& lstats_;
+  bool req_open_ = false;  // a request is being accounted
+  bool routed_ = false;    // it was handed to the backend (counted there too)
+  int status_ = 0;         // final status of the response from the server
+  int64_t unix_ms_ = 0;    // wall clock at the request head
+  int64_t t_head_us_ = 0;  // monotonic µs at the request head
+  int64_t queue_us_ = -1;
+  int64_t t_connect_us_ = 0;  // when the current new upstream connection was started
+  int64_t connect_us_ = -1;
+  int64_t first_byte_us_ = -1;
+  uint64_t req_bytes_ = 0;       // request bytes from the client (head + body)
+  uint64_t resp_bytes_out_ = 0;  // response bytes to the client
+  std::string log_method_;       // copies for the access log (only while it is on)
+  std::string log_path_;
 };
 
 }  // namespace tandem::proxy

@@ -19,7 +19,7 @@ constexpr int64_t kConnectFailureHoldMs = 2000;
 constexpr int64_t kProvisionalEjectionMs = 250;
 // Slow start needs weight resolution below 1: weights are scaled by this while it is configured.
 constexpr uint32_t kSlowStartWeightUnit = 20;
-constexpr int64_t kAcceptBackoffMs = 100;        // after EMFILE/ENFILE
+constexpr int64_t kAcceptBackoffMs = 100;  // after EMFILE/ENFILE
 }  // namespace
 
 // Accepts connections on this worker's SO_REUSEPORT socket for one listener.
@@ -57,13 +57,14 @@ class Worker::Acceptor final : public IoHandler, public TimerHandler {
         }
         return;
       }
-      if (ls_.connections.fetch_add(1, std::memory_order_relaxed) >= ls_.cfg->limits.max_connections) {
+      if (ls_.connections.fetch_add(1, std::memory_order_relaxed) >=
+          ls_.cfg->limits.max_connections) {
         ls_.connections.fetch_sub(1, std::memory_order_relaxed);
         ::close(c);
         continue;
       }
       setNoDelay(c);
-      ++w_.counters().connections;
+      w_.stats().listeners[ls_.index].connections.add();
       auto* s = new Session(w_, ls_, c, peer);
       s->start();
     }
@@ -78,13 +79,18 @@ class Worker::Acceptor final : public IoHandler, public TimerHandler {
 Worker::Worker(int id, unsigned worker_count, std::shared_ptr<const config::Config> cfg,
                std::vector<ListenerShared*> shared, std::vector<int> listen_fds, uint64_t seed,
                health::HealthManager* health)
-    : id_(id), cfg_(std::move(cfg)), rng_(seed), health_manager_(health),
+    : id_(id),
+      cfg_(std::move(cfg)),
+      rng_(seed),
+      stats_(*cfg_),
+      health_manager_(health),
       worker_count_(worker_count ? worker_count : 1) {
   backends_.resize(cfg_->backends.size());
   for (size_t bi = 0; bi < cfg_->backends.size(); ++bi) {
     const config::Backend& bc = cfg_->backends[bi];
     BackendRt& b = backends_[bi];
     b.cfg = &bc;
+    b.stats = &stats_.backends[bi];
     b.hashed = balance::isHashAlgorithm(bc.balance);
     b.servers.resize(bc.servers.size());
     // Limits are per process; each worker takes its share (rounded up, at least 1).
@@ -99,6 +105,8 @@ Worker::Worker(int id, unsigned worker_count, std::shared_ptr<const config::Conf
       const config::Server& sc = bc.servers[si];
       ServerRt& s = b.servers[si];
       s.cfg = &sc;
+      s.stats = &b.stats->servers[si];
+      s.health.weight = static_cast<uint16_t>(sc.weight);
       auto addr = parseAddress(sc.address.host, sc.address.port);
       if (addr) s.addr = *addr;  // validated by the config loader
       s.group = sc.backup ? 1 : 0;
@@ -150,7 +158,8 @@ void Worker::applyHealth(const health::HealthView& view) {
     for (size_t si = 0; si < b.servers.size() && si < bv.servers.size(); ++si) {
       ServerRt& s = b.servers[si];
       const health::ServerView& nv = bv.servers[si];
-      weights_changed |= s.health.weight_permille != nv.weight_permille || !b.groups[s.group].lb;
+      weights_changed |= s.health.weight_permille != nv.weight_permille ||
+                         s.health.weight != nv.weight || !b.groups[s.group].lb;
       if (s.health.healthy != nv.healthy) {
         // A new verdict starts a new count everywhere: an ejection (or a return) forgets the
         // failures other workers had counted, and a server back up is not held out locally.
@@ -175,7 +184,7 @@ void Worker::rebuildBalancers(BackendRt& b) {
     for (int si : grp.members) {
       const ServerRt& s = b.servers[si];
       specs.push_back(
-          {s.cfg->name, health::scaledWeight(s.cfg->weight * unit, s.health.weight_permille)});
+          {s.cfg->name, health::scaledWeight(s.health.weight * unit, s.health.weight_permille)});
     }
     auto lb = balance::makeBalancer(bc.balance, std::move(specs), opts, &rng_);
     if (!lb) {
@@ -239,8 +248,7 @@ int Worker::pickServer(BackendRt& b, uint64_t hash, const PickExclusions& ex, Pi
       const ServerRt& s = b.servers[si];
       // Panic ignores health verdicts, never admin states or this request's own failed tries.
       bool ok = !s.health.disabled && !s.health.draining &&
-                ((s.health.healthy && s.failed_until_ms <= now) || b.panic) &&
-                !ex.has(si);
+                ((s.health.healthy && s.failed_until_ms <= now) || b.panic) && !ex.has(si);
       if (ok && b.max_in_flight_per_server && grp.active[i] >= b.max_in_flight_per_server) {
         ok = false;  // circuit breaker: this server has all the requests it may take
         capped = true;
@@ -263,6 +271,7 @@ void Worker::recordOutcome(BackendRt& b, int server, bool ok) {
     s.consecutive_failures = 0;
     return;
   }
+  s.stats->failures.add();
   if (!b.cfg->passive.enabled || !health_manager_) return;
   if (++s.consecutive_failures >= b.cfg->passive.consecutive_failures) {
     s.consecutive_failures = 0;
@@ -281,11 +290,13 @@ bool Worker::isFailureStatus(const config::Backend& b, int status) {
 void Worker::requestStarted(BackendRt& b, int server) {
   ServerRt& s = b.servers[server];
   ++b.groups[s.group].active[s.position];
+  s.stats->active.add();
 }
 
 void Worker::requestFinished(BackendRt& b, int server) {
   ServerRt& s = b.servers[server];
   --b.groups[s.group].active[s.position];
+  s.stats->active.sub();
 }
 
 void Worker::markConnectFailure(BackendRt& b, int server) {

@@ -3,8 +3,8 @@
 // connection pools and counters. Nothing here is shared with other workers except the immutable
 // config and the per-listener connection counters (one atomic increment per accepted connection).
 #include <atomic>
-#include <mutex>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <thread>
 #include <vector>
@@ -19,9 +19,11 @@
 #include "health/view.h"
 #include "http/parser.h"
 #include "proxy/splice_pipe.h"
+#include "proxy/stats.h"
 
 namespace tandem::proxy {
 
+class AccessLog;
 class Session;
 class UpstreamConn;
 class Worker;
@@ -29,6 +31,7 @@ class Worker;
 // Process-wide state of one listener, shared by the workers' sockets for it.
 struct ListenerShared {
   const config::Listener* cfg = nullptr;
+  int index = 0;  // in Config::listeners
   int backend_index = -1;
   std::atomic<uint32_t> connections{0};
 };
@@ -37,12 +40,13 @@ struct ListenerShared {
 struct ServerRt {
   const config::Server* cfg = nullptr;
   SockAddr addr;
-  int group = 0;     // 0 = primaries, 1 = backups
-  int position = 0;  // index inside its group's arrays
-  int64_t failed_until_ms = 0;       // after a connect failure, skipped until then (this worker)
-  uint32_t consecutive_failures = 0; // passive detection, counted per worker
-  health::ServerView health;         // from the control thread's latest snapshot
-  std::vector<UpstreamConn*> idle;  // keep-alive connections ready for reuse (LIFO)
+  int group = 0;                      // 0 = primaries, 1 = backups
+  int position = 0;                   // index inside its group's arrays
+  int64_t failed_until_ms = 0;        // after a connect failure, skipped until then (this worker)
+  uint32_t consecutive_failures = 0;  // passive detection, counted per worker
+  health::ServerView health;          // from the control thread's latest snapshot
+  ServerStats* stats = nullptr;       // this worker's counters for the server
+  std::vector<UpstreamConn*> idle;    // keep-alive connections ready for reuse (LIFO)
 };
 
 // A balancing group (primaries or backups) with the arrays its Balancer reads.
@@ -59,11 +63,12 @@ struct BackendRt {
   GroupRt groups[2];
   bool hashed = false;
   bool panic = false;
-  uint32_t pending = 0;          // requests waiting for a new upstream connection
-  uint64_t active_requests = 0;  // requests in flight on this backend (this worker)
+  uint32_t pending = 0;                   // requests waiting for a new upstream connection
+  uint64_t active_requests = 0;           // requests in flight on this backend (this worker)
   uint32_t max_in_flight_per_server = 0;  // this worker's share of max_connections_per_server
   uint32_t max_pending = 0;               // this worker's share of max_pending
   std::unique_ptr<health::RetryBudget> retry_budget;
+  BackendStats* stats = nullptr;  // this worker's counters for the backend
 };
 
 // Why a pick found no server.
@@ -91,16 +96,6 @@ struct PickExclusions {
   }
 };
 
-struct WorkerCounters {
-  uint64_t connections = 0;
-  uint64_t requests = 0;
-  uint64_t responses[6] = {};  // by status class 1xx..5xx (index 1..5)
-  uint64_t upstream_connects = 0;
-  uint64_t upstream_reuses = 0;
-  uint64_t connect_failures = 0;
-  uint64_t retries = 0;
-};
-
 class Worker {
  public:
   Worker(int id, unsigned worker_count, std::shared_ptr<const config::Config> cfg,
@@ -116,7 +111,13 @@ class Worker {
   EventLoop& loop() { return loop_; }
   BufferPool& pool() { return pool_; }
   balance::Random& rng() { return rng_; }
-  WorkerCounters& counters() { return counters_; }
+  // Thread-safe to read from any thread (single-writer counters); written by this worker only.
+  WorkerStats& stats() { return stats_; }
+  const WorkerStats& stats() const { return stats_; }
+  // Optional access log (set before start()); nullptr when off.
+  void setAccessLog(AccessLog* log) { access_log_ = log; }
+  AccessLog* accessLog() const { return access_log_; }
+  int id() const { return id_; }
   const config::Config& config() const { return *cfg_; }
   bool draining() const { return draining_; }
 
@@ -163,7 +164,8 @@ class Worker {
   EventLoop loop_;
   BufferPool pool_;
   balance::Random rng_;
-  WorkerCounters counters_;
+  WorkerStats stats_;
+  AccessLog* access_log_ = nullptr;
   health::HealthManager* health_manager_ = nullptr;
   std::shared_ptr<const health::HealthView> health_;
   std::mutex health_mu_;  // guards pending_health_ (written by the control thread)

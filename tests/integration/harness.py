@@ -142,9 +142,13 @@ def backend_cfg(name, servers, balance="round_robin", **extra):
     return d
 
 
-def make_config(listeners, backends, workers=2, drain_timeout="5s", node="t1"):
+def make_config(listeners, backends, workers=2, drain_timeout="5s", node="t1", admin=None):
+    """A config dict. The admin server gets a free port (the default 9900 would collide between
+    tests); pass admin={...} to add keys such as token_file."""
+    a = {"listen": f"127.0.0.1:{free_port()}"}
+    a.update(admin or {})
     return {"node": {"id": node}, "workers": workers, "drain_timeout": drain_timeout,
-            "listeners": listeners, "backends": backends}
+            "admin": a, "listeners": listeners, "backends": backends}
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,9 +180,47 @@ class Tandem:
         return self.proc.pid
 
     def listener_ports(self):
+        """Every port the process must accept on before it counts as started (admin included)."""
         if isinstance(self.config, str):
             return []
-        return [int(l["listen"].rsplit(":", 1)[1]) for l in self.config["listeners"]]
+        ports = [int(l["listen"].rsplit(":", 1)[1]) for l in self.config["listeners"]]
+        if self.admin_port:
+            ports.append(self.admin_port)
+        return ports
+
+    @property
+    def admin_port(self):
+        if isinstance(self.config, str):
+            return None
+        a = self.config.get("admin") or {}
+        if a.get("enabled") is False or "listen" not in a:
+            return None
+        return int(a["listen"].rsplit(":", 1)[1])
+
+    def admin(self, method, path, body=None, token=None, timeout=5.0):
+        """One admin API call; returns (status, headers dict, body bytes)."""
+        import http.client
+        conn = http.client.HTTPConnection(LOCAL, self.admin_port, timeout=timeout)
+        try:
+            headers = {}
+            if token is not None:
+                headers["Authorization"] = f"Bearer {token}"
+            if body is not None and not isinstance(body, (bytes, str)):
+                import json as _json
+                body = _json.dumps(body)
+                headers["Content-Type"] = "application/json"
+            conn.request(method, path, body=body, headers=headers)
+            r = conn.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        finally:
+            conn.close()
+
+    def admin_json(self, path):
+        import json as _json
+        status, _, body = self.admin("GET", path)
+        if status != 200:
+            raise AssertionError(f"GET {path}: {status} {body[:200]!r}")
+        return _json.loads(body)
 
     def port(self, listener_name=None):
         for l in self.config["listeners"]:

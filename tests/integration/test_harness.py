@@ -31,7 +31,8 @@ def test_yaml_rendering():
                                    limits={"timeout": "2s"})])
     text = to_yaml(cfg)
     assert text.splitlines() == [
-        "node:", "  id: t1", "workers: 2", "drain_timeout: 5s", "listeners:",
+        "node:", "  id: t1", "workers: 2", "drain_timeout: 5s",
+        "admin:", f"  listen: {cfg['admin']['listen']}", "listeners:",
         "  - name: web", "    listen: 127.0.0.1:8080", "    mode: http", "    backend: app",
         "    limits:", "      max_header_bytes: 16KiB", "      header_timeout: 1s",
         "backends:", "  - name: app", "    balance: maglev", "    hash_key: header:X-User",

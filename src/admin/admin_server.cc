@@ -1,0 +1,450 @@
+#include "admin/admin_server.h"
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include "admin/assets.h"
+#include "admin/metrics.h"
+#include "admin/process_stats.h"
+#include "admin/snapshot.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "proxy/access_log.h"
+
+namespace tandem::admin {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr int64_t kSampleMs = 1000;    // alert evaluation
+constexpr int kSeriesEveryTicks = 2;   // a time-series point every 2 s: 450 points = 15 min
+constexpr int64_t kEventPollMs = 200;  // event log -> event streams
+constexpr size_t kEventBacklog = 50;   // events replayed to a new stream
+
+HttpResponse jsonResponse(int status, const json& body) {
+  HttpResponse r;
+  r.status = status;
+  r.body = body.dump();
+  return r;
+}
+
+HttpResponse errorJson(int status, const std::string& message) {
+  return jsonResponse(status, json{{"error", message}});
+}
+
+json classes(const TrafficTotals& t) {
+  return json{{"1xx", t.responses[1]}, {"2xx", t.responses[2]}, {"3xx", t.responses[3]},
+              {"4xx", t.responses[4]}, {"5xx", t.responses[5]}, {"none", t.responses[0]}};
+}
+
+json eventJson(const health::Event& e) {
+  json j{{"id", e.id},
+         {"time", rfc3339Ms(e.unix_ms)},
+         {"kind", e.kind},
+         {"backend", e.backend},
+         {"detail", e.detail}};
+  j["server"] = e.server.empty() ? json(nullptr) : json(e.server);
+  return j;
+}
+
+std::string sse(std::string_view event, uint64_t id, const std::string& data) {
+  std::string out = "event: " + std::string(event) + "\n";
+  if (id) out += "id: " + std::to_string(id) + "\n";
+  out += "data: " + data + "\n\n";
+  return out;
+}
+
+// "/api/v1/backends/{b}/servers/{s}/{action}" -> parts; false if the path has another shape.
+bool splitServerPath(const std::string& path, std::string& b, std::string& s, std::string& action) {
+  constexpr std::string_view kPrefix = "/api/v1/backends/";
+  if (!path.starts_with(kPrefix)) return false;
+  std::string_view rest = std::string_view(path).substr(kPrefix.size());
+  size_t p1 = rest.find('/');
+  if (p1 == std::string_view::npos) return false;
+  b = std::string(rest.substr(0, p1));
+  rest.remove_prefix(p1 + 1);
+  if (!rest.starts_with("servers/")) return false;
+  rest.remove_prefix(8);
+  size_t p2 = rest.find('/');
+  if (p2 == std::string_view::npos) return false;
+  s = std::string(rest.substr(0, p2));
+  action = std::string(rest.substr(p2 + 1));
+  return !b.empty() && !s.empty() && action.find('/') == std::string::npos;
+}
+
+}  // namespace
+
+bool secretEquals(std::string_view presented, std::string_view expected) {
+  // Every byte of the expected secret is looked at whatever the input, so the time taken does not
+  // tell how much of a guess was right.
+  unsigned diff = presented.size() == expected.size() ? 0 : 1;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    char p = i < presented.size() ? presented[i] : 0;
+    diff |= static_cast<unsigned char>(p ^ expected[i]);
+  }
+  return diff == 0 && !expected.empty();
+}
+
+AdminServer::AdminServer(proxy::Server& server, ConfigInfo info, proxy::AccessLog* access_log)
+    : server_(server),
+      cfg_(server.config()),
+      info_(std::move(info)),
+      access_log_(access_log),
+      http_(loop_, [this](const HttpRequest& r) { return handle(r); }),
+      alerts_(server.config().alerts.rules),
+      sample_timer_(this, kSampleTick),
+      event_timer_(this, kEventTick) {}
+
+AdminServer::~AdminServer() { stop(); }
+
+Result<void> AdminServer::start() {
+  started_unix_ms_ = unixMs();
+  if (info_.loaded_unix_ms == 0) info_.loaded_unix_ms = started_unix_ms_;
+  auto addr = parseAddress(cfg_.admin.listen.host, cfg_.admin.listen.port);
+  if (!addr) return tl::unexpected(addr.error());
+  if (auto r = http_.listen(*addr); !r) {
+    return fail(ErrorSource::kInternal, r.error().code,
+                "admin listener on " + cfg_.admin.listen.text() + ": " + r.error().message);
+  }
+  port_ = http_.port();
+  if (!cfg_.alerts.webhooks.empty()) {
+    webhooks_ = std::make_unique<WebhookSender>(loop_, cfg_.alerts.webhooks);
+  }
+  last_event_id_ = server_.events().total();
+  sample();  // baseline for the time series
+  loop_.setWakeHandler([this] {
+    if (stop_.load()) loop_.stop();
+  });
+  sample_timer_.arm(loop_.timers(kSampleMs));
+  event_timer_.arm(loop_.timers(kEventPollMs));
+  thread_ = std::thread([this] { loop_.run(); });
+  log::info("admin on http://{}/ (dashboard, /metrics, /api/v1){}", cfg_.admin.listen.text(),
+            cfg_.admin.token.empty() ? "; no token_file: changes through the API are refused" : "");
+  return {};
+}
+
+void AdminServer::stop() {
+  if (!thread_.joinable()) return;
+  stop_.store(true);
+  loop_.wake();
+  thread_.join();
+  sample_timer_.cancel();
+  event_timer_.cancel();
+  webhooks_.reset();
+  http_.close();
+}
+
+void AdminServer::onTimer(int tag) {
+  if (tag == kSampleTick) {
+    sample();
+    sample_timer_.arm(loop_.timers(kSampleMs));
+  } else {
+    pushEvents();
+    event_timer_.arm(loop_.timers(kEventPollMs));
+  }
+}
+
+void AdminServer::sample() {
+  Snapshot snap = collect(server_);
+  const int64_t now = loop_.now();
+  const int64_t unix_ms = unixMs();
+  if (ticks_++ % kSeriesEveryTicks == 0) series_.add(now, unix_ms, snap, readProcessStats());
+  std::vector<BackendSample> samples;
+  samples.reserve(snap.backends.size());
+  for (size_t b = 0; b < snap.backends.size(); ++b) {
+    const BackendTotals& bt = snap.backends[b];
+    BackendSample s;
+    s.name = cfg_.backends[b].name;
+    for (size_t i = 0; i < bt.servers.size(); ++i) {
+      const ServerTotals& st = bt.servers[i];
+      // A server whose first active check has not finished yet is not down, just unknown.
+      const bool unknown = cfg_.backends[b].active.enabled && !st.view.ejected &&
+                           st.checks_passed + st.checks_failed == 0;
+      s.servers.push_back({cfg_.backends[b].servers[i].name, st.view.healthy || unknown,
+                           st.admin != health::AdminState::kEnabled});
+    }
+    s.responses_total = bt.responsesTotal();
+    s.errors_total = bt.responses[5];
+    s.duration = bt.duration;
+    samples.push_back(std::move(s));
+  }
+  for (const Alert& a : alerts_.evaluate(now, unix_ms, samples)) deliver(a);
+}
+
+void AdminServer::deliver(const Alert& a) {
+  if (a.firing()) {
+    ++alerts_fired_;
+    log::warn("alert={} firing {}: {}", a.rule, a.subject, a.message);
+  } else {
+    log::info("alert={} resolved {}: {}", a.rule, a.subject, a.message);
+  }
+  std::string body = alertJson(a, cfg_.node_id);
+  http_.broadcast(sse("alert", 0, body));
+  if (webhooks_) webhooks_->send(body);
+}
+
+void AdminServer::pushEvents() {
+  if (server_.events().total() == last_event_id_) return;
+  for (const health::Event& e : server_.events().since(last_event_id_)) {
+    http_.broadcast(sse("health", e.id, eventJson(e).dump()));
+    last_event_id_ = e.id;
+  }
+}
+
+HttpResponse AdminServer::eventStream() {
+  HttpResponse r;
+  r.content_type = "text/event-stream";
+  r.stream = true;
+  r.body = "retry: 2000\n\n";
+  auto recent = server_.events().recent();
+  size_t from = recent.size() > kEventBacklog ? recent.size() - kEventBacklog : 0;
+  for (size_t i = from; i < recent.size(); ++i) {
+    // Only what the poller already pushed: later ones arrive through it, so none comes twice.
+    if (recent[i].id > last_event_id_) break;
+    r.body += sse("health", recent[i].id, eventJson(recent[i]).dump());
+  }
+  for (const Alert& a : alerts_.active()) r.body += sse("alert", 0, alertJson(a, cfg_.node_id));
+  return r;
+}
+
+bool AdminServer::authorized(const HttpRequest& req) const {
+  constexpr std::string_view kBearer = "Bearer ";
+  std::string_view auth = req.authorization;
+  if (!auth.starts_with(kBearer)) return false;
+  return secretEquals(auth.substr(kBearer.size()), cfg_.admin.token);
+}
+
+HttpResponse AdminServer::mutate(const HttpRequest& req, const std::string& backend,
+                                 const std::string& server, const std::string& action) {
+  const bool is_state = action == "drain" || action == "enable" || action == "disable";
+  if (!is_state && action != "weight") return errorJson(404, "unknown action '" + action + "'");
+  const char* want = is_state ? "POST" : "PUT";
+  if (req.method != want) {
+    HttpResponse r = errorJson(405, std::string("use ") + want);
+    r.headers.emplace_back("Allow", want);
+    return r;
+  }
+  if (cfg_.admin.token.empty()) {
+    return errorJson(403, "changes through the API are disabled: set admin.token_file");
+  }
+  if (!authorized(req)) {
+    HttpResponse r = errorJson(401, "missing or invalid bearer token");
+    r.headers.emplace_back("WWW-Authenticate", "Bearer");
+    log::warn("admin: refused {} {} from {}: bad or missing token", req.method, req.path, req.peer);
+    return r;
+  }
+  health::HealthManager& hm = server_.health();
+  if (is_state) {
+    auto state = action == "drain"    ? health::AdminState::kDraining
+                 : action == "enable" ? health::AdminState::kEnabled
+                                      : health::AdminState::kDisabled;
+    if (!hm.setAdminState(backend, server, state)) {
+      return errorJson(404, "no server '" + server + "' in backend '" + backend + "'");
+    }
+    log::info("admin: {} {}/{} by {}", action, backend, server, req.peer);
+    return jsonResponse(
+        200, json{{"backend", backend}, {"server", server}, {"admin", adminStateName(state)}});
+  }
+  // Weight: {"weight": N} or a bare number.
+  json body = json::parse(req.body, nullptr, false);
+  int64_t weight = -1;
+  if (body.is_object() && body.contains("weight") && body["weight"].is_number_integer()) {
+    weight = body["weight"].get<int64_t>();
+  } else if (body.is_number_integer()) {
+    weight = body.get<int64_t>();
+  }
+  if (weight < 1 || weight > 256) {
+    return errorJson(400,
+                     "body must be {\"weight\": N} with N in 1..256 (drain a server to stop "
+                     "sending it new requests)");
+  }
+  if (!hm.setWeight(backend, server, static_cast<uint32_t>(weight))) {
+    return errorJson(404, "no server '" + server + "' in backend '" + backend + "'");
+  }
+  log::info("admin: weight {}/{} = {} by {}", backend, server, weight, req.peer);
+  return jsonResponse(200, json{{"backend", backend}, {"server", server}, {"weight", weight}});
+}
+
+HttpResponse AdminServer::handle(const HttpRequest& req) {
+  const std::string& p = req.path;
+  std::string b, s, action;
+  if (splitServerPath(p, b, s, action)) return mutate(req, b, s, action);
+  if (req.method != "GET" && req.method != "HEAD") {
+    HttpResponse r = errorJson(405, "read-only endpoint: use GET");
+    r.headers.emplace_back("Allow", "GET, HEAD");
+    return r;
+  }
+  if (p == "/healthz") {
+    HttpResponse r;
+    r.content_type = "text/plain; charset=utf-8";
+    r.body = "ok\n";
+    return r;
+  }
+  if (p == "/readyz") {
+    HttpResponse r;
+    r.content_type = "text/plain; charset=utf-8";
+    const bool draining = draining_.load();
+    r.status = draining ? 503 : 200;
+    r.body = draining ? "draining\n" : "ready\n";
+    return r;
+  }
+  if (p == "/metrics") {
+    HttpResponse r;
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r.body = metricsText();
+    return r;
+  }
+  if (p == "/api/v1/status") return HttpResponse{200, "application/json", statusJson(), {}, false};
+  if (p == "/api/v1/backends") {
+    return HttpResponse{200, "application/json", backendsJson(collect(server_)), {}, false};
+  }
+  if (p == "/api/v1/alerts") return HttpResponse{200, "application/json", alertsJson(), {}, false};
+  if (p == "/api/v1/events") return eventStream();
+  if (p == "/api/v1/timeseries") {
+    return HttpResponse{
+        200, "application/json", series_.json(kSampleMs * kSeriesEveryTicks / 1000.0), {}, false};
+  }
+  if (p == "/api/v1/cluster") {
+    return jsonResponse(200, json{{"mode", "standalone"},
+                                  {"node", cfg_.node_id},
+                                  {"role", "standalone"},
+                                  {"peers", json::array()}});
+  }
+  if (const Asset* a = findAsset(p)) {
+    HttpResponse r;
+    r.content_type = std::string(a->content_type);
+    r.body = std::string(a->body);
+    return r;
+  }
+  return errorJson(404, "no such endpoint: " + p);
+}
+
+std::string AdminServer::statusJson() {
+  Snapshot snap = collect(server_);
+  ProcessStats proc = readProcessStats();
+  const int64_t now = unixMs();
+  json listeners = json::array();
+  for (size_t i = 0; i < cfg_.listeners.size(); ++i) {
+    const config::Listener& l = cfg_.listeners[i];
+    const ListenerTotals& t = snap.listeners[i];
+    listeners.push_back({{"name", l.name},
+                         {"listen", l.listen.text()},
+                         {"mode", l.mode == config::ListenerMode::kHttp ? "http" : "tcp"},
+                         {"backend", l.backend},
+                         {"active_connections", t.active},
+                         {"connections_total", t.connections},
+                         {"requests_total", t.requests},
+                         {"responses", classes(t)},
+                         {"bytes_in", t.bytes_in},
+                         {"bytes_out", t.bytes_out}});
+  }
+  json j{{"node", cfg_.node_id},
+         {"version", TANDEM_VERSION},
+         {"pid", static_cast<int64_t>(::getpid())},
+         {"role", "standalone"},
+         {"started_at", rfc3339Ms(started_unix_ms_)},
+         {"uptime_seconds", static_cast<double>(now - started_unix_ms_) / 1000.0},
+         {"ready", !draining_.load()},
+         {"config",
+          {{"source", info_.source},
+           {"path", info_.path},
+           {"revision", info_.revision},
+           {"loaded_at", rfc3339Ms(info_.loaded_unix_ms)}}},
+         {"workers", server_.workerCount()},
+         {"process",
+          {{"cpu_seconds", proc.cpu_seconds},
+           {"resident_bytes", proc.resident_bytes},
+           {"open_fds", proc.open_fds},
+           {"max_fds", proc.max_fds},
+           {"threads", proc.threads}}},
+         {"listeners", listeners},
+         {"alerts_firing", alerts_.active().size()}};
+  return j.dump();
+}
+
+std::string AdminServer::backendsJson(const Snapshot& snap) {
+  json backends = json::array();
+  for (size_t b = 0; b < cfg_.backends.size(); ++b) {
+    const config::Backend& bc = cfg_.backends[b];
+    const BackendTotals& bt = snap.backends[b];
+    json servers = json::array();
+    for (size_t i = 0; i < bc.servers.size(); ++i) {
+      const config::Server& sc = bc.servers[i];
+      const ServerTotals& st = bt.servers[i];
+      servers.push_back({{"name", sc.name},
+                         {"address", sc.address.text()},
+                         {"backup", sc.backup},
+                         {"state", st.state()},
+                         {"admin", adminStateName(st.admin)},
+                         {"weight", st.view.weight},
+                         {"configured_weight", sc.weight},
+                         {"effective_weight_percent", st.view.weight_permille / 10},
+                         {"active_requests", st.active},
+                         {"requests_total", st.requests},
+                         {"responses", classes(st)},
+                         {"connect_failures", st.connect_failures},
+                         {"failed_tries", st.failures},
+                         {"checks", {{"passed", st.checks_passed}, {"failed", st.checks_failed}}},
+                         {"ejections", st.ejections}});
+    }
+    backends.push_back({{"name", bc.name},
+                        {"balance", bc.balance},
+                        {"panic", bt.panic},
+                        {"servers_healthy", bt.healthy},
+                        {"servers_total", bc.servers.size()},
+                        {"active_requests", bt.active()},
+                        {"requests_total", bt.requests},
+                        {"responses", classes(bt)},
+                        {"retries", bt.retries},
+                        {"connect_failures", bt.connect_failures},
+                        {"p50_ms", bt.duration.quantileUs(0.5) / 1000.0},
+                        {"p99_ms", bt.duration.quantileUs(0.99) / 1000.0},
+                        {"servers", servers}});
+  }
+  return json{{"backends", backends}}.dump();
+}
+
+std::string AdminServer::alertsJson() const {
+  std::string out = "{\"active\":[";
+  bool first = true;
+  for (const Alert& a : alerts_.active()) {
+    if (!first) out += ',';
+    first = false;
+    out += alertJson(a, cfg_.node_id);
+  }
+  out += "],\"recent\":[";
+  first = true;
+  for (const Alert& a : alerts_.recent()) {
+    if (!first) out += ',';
+    first = false;
+    out += alertJson(a, cfg_.node_id);
+  }
+  out += "]}";
+  return out;
+}
+
+std::string AdminServer::metricsText() {
+  ControlFacts f;
+  f.version = TANDEM_VERSION;
+  f.node = cfg_.node_id;
+  f.config_revision = info_.revision;
+  f.config_loaded_seconds = static_cast<double>(info_.loaded_unix_ms) / 1000.0;
+  f.events_total = server_.events().total();
+  f.alerts_firing = alerts_.active().size();
+  f.alerts_fired_total = alerts_fired_;
+  if (webhooks_) {
+    auto ws = webhooks_->stats();
+    f.webhook_delivered = ws.delivered;
+    f.webhook_failed = ws.failed;
+    f.webhook_dropped = ws.dropped;
+  }
+  if (access_log_) {
+    f.access_log_written = access_log_->written();
+    f.access_log_dropped = access_log_->dropped();
+  }
+  f.scrapes_total = ++scrapes_;
+  return renderMetrics(cfg_, collect(server_), readProcessStats(), f);
+}
+
+}  // namespace tandem::admin

@@ -1,0 +1,90 @@
+#pragma once
+// The control thread's admin side (DESIGN §5): the admin HTTP API, Prometheus metrics, the
+// dashboard, server-sent events, the 15-minute time series and the alerts with their webhooks.
+// Runs on a thread and loop of its own; reads the data plane only through thread-safe views
+// (single-writer counters, published health snapshots) and changes it only through the health
+// manager's thread-safe entry points.
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "admin/alerts.h"
+#include "admin/http_server.h"
+#include "admin/timeseries.h"
+#include "admin/webhook.h"
+#include "config/config.h"
+#include "core/error.h"
+#include "core/event_loop.h"
+#include "proxy/server.h"
+
+namespace tandem::proxy {
+class AccessLog;
+}
+
+namespace tandem::admin {
+
+struct ConfigInfo {
+  std::string source = "file";
+  std::string path;
+  uint64_t revision = 1;
+  int64_t loaded_unix_ms = 0;
+};
+
+class AdminServer : public TimerHandler {
+ public:
+  AdminServer(proxy::Server& server, ConfigInfo info, proxy::AccessLog* access_log = nullptr);
+  ~AdminServer();
+
+  // Binds the admin listener (an error if it cannot: the process must not run without it) and
+  // starts the control thread.
+  Result<void> start();
+  void stop();
+  uint16_t port() const { return port_; }
+  // Thread-safe: /readyz answers 503 from now on (the process is draining).
+  void setDraining() { draining_.store(true); }
+
+  void onTimer(int tag) override;
+
+ private:
+  enum Tag { kSampleTick = 1, kEventTick = 2 };
+  HttpResponse handle(const HttpRequest& req);
+  HttpResponse mutate(const HttpRequest& req, const std::string& backend, const std::string& server,
+                      const std::string& action);
+  bool authorized(const HttpRequest& req) const;
+  std::string statusJson();
+  std::string backendsJson(const Snapshot& snap);
+  std::string alertsJson() const;
+  std::string metricsText();
+  HttpResponse eventStream();
+  void sample();
+  void pushEvents();
+  void deliver(const Alert& a);
+
+  proxy::Server& server_;
+  const config::Config& cfg_;
+  ConfigInfo info_;
+  proxy::AccessLog* access_log_;
+  EventLoop loop_;
+  HttpServer http_;
+  AlertEngine alerts_;
+  std::unique_ptr<WebhookSender> webhooks_;
+  TimeSeries series_;
+  Timer sample_timer_;
+  Timer event_timer_;
+  std::thread thread_;
+  std::atomic<bool> draining_{false};
+  std::atomic<bool> stop_{false};
+  uint16_t port_ = 0;
+  int64_t started_unix_ms_ = 0;
+  uint64_t last_event_id_ = 0;
+  uint64_t ticks_ = 0;
+  uint64_t scrapes_ = 0;
+  uint64_t alerts_fired_ = 0;
+};
+
+// Constant-time comparison of a presented secret with the expected one.
+bool secretEquals(std::string_view presented, std::string_view expected);
+
+}  // namespace tandem::admin

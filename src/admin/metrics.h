@@ -1,0 +1,33 @@
+#pragma once
+// Prometheus text exposition (format 0.0.4) of a Snapshot plus process and control-plane facts.
+// Names start with tandem_ and follow the conventions (_total, _seconds, _bytes; base units).
+#include <cstdint>
+#include <string>
+
+#include "admin/process_stats.h"
+#include "admin/snapshot.h"
+#include "config/config.h"
+
+namespace tandem::admin {
+
+// Facts of the control plane that are not in the data-plane snapshot.
+struct ControlFacts {
+  std::string version;
+  std::string node;
+  uint64_t config_revision = 0;
+  double config_loaded_seconds = 0;  // Unix time
+  uint64_t events_total = 0;
+  uint64_t alerts_firing = 0;
+  uint64_t alerts_fired_total = 0;
+  uint64_t webhook_delivered = 0;
+  uint64_t webhook_failed = 0;
+  uint64_t webhook_dropped = 0;
+  uint64_t access_log_written = 0;
+  uint64_t access_log_dropped = 0;
+  uint64_t scrapes_total = 0;
+};
+
+std::string renderMetrics(const config::Config& cfg, const Snapshot& snap, const ProcessStats& proc,
+                          const ControlFacts& facts);
+
+}  // namespace tandem::admin
