@@ -24,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -53,6 +54,12 @@ SCENARIOS = {
                      close=False),
     "new-conn": dict(title="new connection per request (Connection: close), 64 connections",
                      path="/", conns=64, close=True),
+    # keepalive-64 again while /metrics is scraped 10 times a second (Prometheus scrapes every
+    # 15 s by default): Tandem's figure here against keepalive-64 is the scrape's cost. The other
+    # targets run it unscraped, as a control for run-to-run noise.
+    "keepalive-64-scraped": dict(title="keep-alive, small response, 64 connections, "
+                                       "/metrics scraped every 100 ms (Tandem only)",
+                                 path="/", conns=64, close=False, scrape_ms=100),
 }
 ALL_SCENARIOS = list(SCENARIOS) + ["memory"]
 
@@ -296,8 +303,9 @@ class Bench:
 
     def tandem_config(self, port, backend_port, workers_auto):
         conf = self.tmp / "tandem.yaml"
+        self.admin_port = free_port()
         values = dict(PORT=port, BACKEND_PORT=backend_port, WORKERS="auto" if workers_auto else 1,
-                      ADMIN=f"admin: {{listen: 127.0.0.1:{free_port()}}}")
+                      ADMIN=f"admin: {{listen: 127.0.0.1:{self.admin_port}}}")
         if self.args.tandem_admin is None:
             render("tandem.yaml", conf, values)
             try:
@@ -321,6 +329,7 @@ class Bench:
             conf = self.tandem_config(port, backend_port, workers_auto)
             argv = [self.args.tandem, "run", "-c", str(conf)]
             srv = Server("tandem", argv, self.tmp, pin=pin)
+            srv.admin_port = self.admin_port if self.args.tandem_admin else None
         elif target == "haproxy":
             conf = render("haproxy.cfg", self.tmp / "haproxy.cfg",
                           dict(TMP=self.tmp, PORT=port, BACKEND_PORT=backend_port,
@@ -373,11 +382,50 @@ def run_wrk(port, scn, duration, pin, conns=None):
     raise BenchError(f"wrk exit {out.returncode}, no report:\n{out.stdout[-800:]}{out.stderr[-800:]}")
 
 
+class Scraper:
+    """GETs Tandem's /metrics every `period_ms` in a thread while a run lasts (bounded by the
+    run: stop() ends it); counts scrapes and failures."""
+
+    def __init__(self, port, period_ms):
+        self.port, self.period = port, period_ms / 1000.0
+        self.ok = self.failed = 0
+        self.bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(self.period):
+            try:
+                status, body = http_get(self.port, "/metrics")
+                if status == 200:
+                    self.ok += 1
+                    self.bytes = len(body)
+                else:
+                    self.failed += 1
+            except (OSError, ValueError):
+                self.failed += 1
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(5)
+
+
 def measure(target, srv, backend, port, scn, duration, pin_load):
     t0 = time.monotonic()
     cpu0 = srv.cpu_ticks() if srv else None
     bcpu0 = backend.cpu_ticks()
-    rep = run_wrk(port, scn, duration, pin_load)
+    scraper = None
+    if scn.get("scrape_ms") and target == "tandem" and getattr(srv, "admin_port", None):
+        with Scraper(srv.admin_port, scn["scrape_ms"]) as scraper:
+            rep = run_wrk(port, scn, duration, pin_load)
+        if scraper.ok == 0 or scraper.failed:
+            warn(f"scrapes: {scraper.ok} ok, {scraper.failed} failed")
+    else:
+        rep = run_wrk(port, scn, duration, pin_load)
     cpu1 = srv.cpu_ticks() if srv else None
     bcpu1 = backend.cpu_ticks()
     wall = time.monotonic() - t0
@@ -714,6 +762,17 @@ def run_mode(args, mode, targets, scenarios):
                     "median": meds, "runs": runs[s], "ratios": rat}
                 print_table(s, SCENARIOS[s], meds)
                 print_ratios(rat)
+                base = mode_result["scenarios"].get("keepalive-64", {}).get("median", {})
+                if SCENARIOS[s].get("scrape_ms") and valid(meds.get("tandem")) and \
+                        valid(base.get("tandem")):
+                    cost = {"rps": ratio(meds["tandem"]["rps"], base["tandem"]["rps"]),
+                            "p99": ratio(meds["tandem"]["p99_ms"], base["tandem"]["p99_ms"]),
+                            "cpu": ratio(meds["tandem"]["cpu_us_per_req"],
+                                         base["tandem"]["cpu_us_per_req"])}
+                    mode_result["scrape_cost"] = cost
+                    log(f"  Tandem scraped/unscraped (vs keepalive-64): req/s "
+                        f"{fmt_ratio(cost['rps'])}, p99 {fmt_ratio(cost['p99'])}, CPU/req "
+                        f"{fmt_ratio(cost['cpu'])}")
                 bad = [t for t, m in meds.items() if not valid(m)]
                 if bad:
                     mode_result["failed_targets"].update(

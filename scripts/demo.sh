@@ -49,9 +49,15 @@ for name in alpha beta gamma; do
 done
 
 web=$(free_port 8080)
+admin=$(free_port 9900)
+token=$(/usr/bin/python3 -c 'import secrets; print(secrets.token_hex(16))')
+printf '%s\n' "$token" > "$work/admin.token"
 cat > "$work/tandem.yaml" <<YAML
 node: {id: demo}
 workers: 1   # one worker keeps the round-robin order easy to see; production uses auto
+admin: {listen: 127.0.0.1:$admin, token_file: admin.token}
+alerts:
+  rules: {error_rate: {above: 5%, for: 30s}, p99_latency: {above: 500ms, for: 30s}}
 listeners:
   - {name: web, listen: 127.0.0.1:$web, mode: http, backend: demo}
 backends:
@@ -59,16 +65,23 @@ backends:
     balance: round_robin
     servers:
 $servers
+    health:
+      active: {type: http, path: /, interval: 1s, timeout: 500ms, rise: 2, fall: 2}
 YAML
 
 "$TANDEM" run -c "$work/tandem.yaml" &
 pids+=($!)
 wait_port "$web"
+wait_port "$admin"
 cat <<MSG
 
 Tandem demo is running (config: $work/tandem.yaml)
   proxy:     http://127.0.0.1:$web/
+  dashboard: http://127.0.0.1:$admin/          (admin token: $token)
+  metrics:   http://127.0.0.1:$admin/metrics
   try:       for i in 1 2 3 4; do curl -s http://127.0.0.1:$web/; done
+             $TANDEM ctl --admin http://127.0.0.1:$admin backends
+             $TANDEM ctl --admin http://127.0.0.1:$admin --token $token drain demo beta
 Responses alternate between the backends alpha, beta and gamma (see the X-Backend header).
 Press Ctrl-C to stop.
 MSG

@@ -43,6 +43,7 @@ int cmdRun(const std::string& path) {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -79,6 +80,12 @@ int cmdRun(const std::string& path) {
   for (;;) {
     int sig = 0;
     if (sigwait(&set, &sig) != 0) continue;
+    if (sig == SIGUSR1) {
+      // Log rotation: the access log is reopened at its path (the writer finishes the old file).
+      if (access_log) access_log->reopen();
+      tandem::log::info("SIGUSR1: access log reopened");
+      continue;
+    }
     if (sig == SIGHUP) {
       tandem::log::warn("SIGHUP: live reload is not implemented yet; config unchanged");
       continue;
@@ -88,6 +95,7 @@ int cmdRun(const std::string& path) {
     bool clean = server->drain(cfg->drain_timeout);
     if (!clean) {
       tandem::log::warn("drain timeout reached with requests still open; exiting");
+      if (access_log) access_log->stop();  // what the workers logged so far still gets written
       std::fflush(stderr);
       std::_Exit(0);
     }

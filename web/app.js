@@ -8,7 +8,7 @@
   const BACKENDS_EVERY_MS = 1000;   // servers' state (also refreshed on every health event)
   const REQUEST_TIMEOUT_MS = 5000;
   const WINDOW_S = 15 * 60;
-  const MIN_SPAN_S = 30;
+  const MIN_SPAN_S = 10;
   const CHART_HEIGHT = 130;
   const MAX_EVENTS = 300;
   const TOKEN_KEY = 'tandem.adminToken';
@@ -407,7 +407,7 @@
     };
     const opts = {
       width: Math.max(200, host.clientWidth), height: CHART_HEIGHT,
-      padding: [8, 8, 0, 0],
+      padding: [8, 26, 0, 0], // room for the last time label
       cursor: { drag: { x: false, y: false }, points: { size: 5 } },
       legend: { show: false },
       scales: { x: { time: true, range: () => xWindow }, y: { range: fromZero } },

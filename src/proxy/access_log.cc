@@ -500,8 +500,9 @@ void AccessLog::reportError(const char* what, int err) {
   ++errors_since_log_;
   const auto now = Clock::now();
   if (error_logged_ && now - last_error_log_ < kErrorLogInterval) return;
-  log::error("access log {}: {} failed: {} ({} failed writes since the last report; lines dropped)",
-             path_, what, errText(err), errors_since_log_);
+  log::error(
+      "access log {}: {} failed: {}; dropping lines ({} failed write(s) since the last report)",
+      path_, what, errText(err), errors_since_log_);
   errors_since_log_ = 0;
   error_logged_ = true;
   last_error_log_ = now;

@@ -43,9 +43,9 @@ struct AccessRecord {
 //  "retries":0,"queue_ms":0.004,"connect_ms":0.120,"first_byte_ms":0.510,"total_ms":0.612}
 class AccessLog {
  public:
-  static constexpr size_t kMaxPath = 4096;  // bytes of the path kept (before escaping)
-  static constexpr size_t kMaxField =
-      256;  // bytes kept of listener, client, method, backend, server
+  // Bytes kept (before escaping) of the path, and of listener, client, method, backend, server.
+  static constexpr size_t kMaxPath = 4096;
+  static constexpr size_t kMaxField = 256;
   // The writer's round: it writes out every ring at least this often.
   static constexpr std::chrono::milliseconds kRound{50};
 

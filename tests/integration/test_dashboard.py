@@ -10,7 +10,8 @@ DOWN <ms>. No sleeps are used to synchronise; every wait is bounded.
 
 Also checked by the script: no console errors, page errors, failed requests or HTTP errors; six
 charts drawn; the server_down event in the live events list; a wrong token shown as 401; Drain and
-Enable with the right token. The full-page screenshot goes to <build dir>/dashboard.png.
+Enable with the right token; the charts reach 3 points (one every 2 s) before the full-page
+screenshot is written to <build dir>/dashboard.png (build/src/tandem -> build/).
 """
 import json
 import os

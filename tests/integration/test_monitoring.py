@@ -513,6 +513,19 @@ def test_access_log_lines(pool, tmp_path):
     m = scrape(t)
     assert value(m, "tandem_access_log_lines_total", result="written") == 3
     assert value(m, "tandem_access_log_lines_total", result="dropped") == 0
+    # Rotation: rename, SIGUSR1, and the next lines go to a new file at the configured path.
+    os.rename(path, path + ".1")
+    import signal as _signal
+    os.kill(t.pid, _signal.SIGUSR1)
+    wait_until(lambda: "access log reopened" in t.stderr_text(), timeout=3, what="reopen logged")
+
+    def rotated():
+        assert get(port, "/after-rotation").status == 200
+        return any(l["path"] == "/after-rotation" for l in lines())
+    wait_until(rotated, timeout=3, what="a line in the new file")
+    with open(path + ".1") as f:  # the reopen happens at the writer's next round: a request
+        old = [json.loads(line) for line in f]  # sent before it may still land in the old file
+    assert {"/hello?x=1", "/sink"} <= {l["path"] for l in old} and len(old) >= 3
 
 
 def test_access_log_on_a_full_disk_drops_lines_and_keeps_serving(pool):
