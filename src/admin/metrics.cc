@@ -74,12 +74,52 @@ std::string label(std::string_view k, std::string_view v) {
   return fmt::format("{}=\"{}\"", k, escapeLabel(v));
 }
 
-// Emits one family for `count` subjects (listeners, backends or servers).
-template <typename Fn>
-void each(Writer& w, std::string_view name, std::string_view type, std::string_view help,
-          Fn&& emit) {
+// One labelled subject of a family: a listener, a backend or a server.
+template <typename T>
+struct Subject {
+  std::string labels;
+  const T* totals;
+};
+
+// A family with one sample per subject.
+template <typename T, typename Fn>
+void emit(Writer& w, std::string_view name, std::string_view type, std::string_view help,
+          const std::vector<Subject<T>>& subjects, Fn value) {
   w.family(name, type, help);
-  emit();
+  for (const Subject<T>& s : subjects) w.sample(name, s.labels, value(*s.totals));
+}
+
+// A family with one sample per subject and value of an extra label (status class, state):
+// `value(totals, i)` for the i-th of `values`.
+template <typename T, typename Fn>
+void emitSplit(Writer& w, std::string_view name, std::string_view type, std::string_view help,
+               const std::vector<Subject<T>>& subjects, std::string_view key,
+               const std::vector<std::string_view>& values, Fn value) {
+  w.family(name, type, help);
+  for (const Subject<T>& s : subjects) {
+    for (size_t i = 0; i < values.size(); ++i) {
+      w.sample(name, s.labels + "," + label(key, values[i]), value(*s.totals, i));
+    }
+  }
+}
+
+// Requests, responses by class and bytes: the same five families at every level.
+template <typename T>
+void emitTraffic(Writer& w, std::string_view prefix, const std::vector<Subject<T>>& subjects,
+                 std::string_view requests_help, std::string_view responses_help, bool with_none,
+                 std::string_view in_help, std::string_view out_help) {
+  auto n = [&](std::string_view suffix) { return std::string(prefix) + std::string(suffix); };
+  emit(w, n("_requests_total"), "counter", requests_help, subjects,
+       [](const TrafficTotals& t) { return t.requests; });
+  std::vector<std::string_view> classes(std::begin(kClasses) + (with_none ? 0 : 1),
+                                        std::end(kClasses));
+  const int first = with_none ? 0 : 1;
+  emitSplit(w, n("_responses_total"), "counter", responses_help, subjects, "class", classes,
+            [first](const TrafficTotals& t, size_t i) { return t.responses[first + i]; });
+  emit(w, n("_request_bytes_total"), "counter", in_help, subjects,
+       [](const TrafficTotals& t) { return t.bytes_in; });
+  emit(w, n("_response_bytes_total"), "counter", out_help, subjects,
+       [](const TrafficTotals& t) { return t.bytes_out; });
 }
 
 }  // namespace
@@ -88,177 +128,104 @@ std::string renderMetrics(const config::Config& cfg, const Snapshot& snap, const
                           const ControlFacts& facts) {
   Writer w;
   w.out.reserve(64 * 1024);
+  std::vector<Subject<ListenerTotals>> listeners;
+  for (size_t i = 0; i < snap.listeners.size(); ++i) {
+    listeners.push_back({label("listener", cfg.listeners[i].name), &snap.listeners[i]});
+  }
+  std::vector<Subject<BackendTotals>> backends;
+  std::vector<Subject<ServerTotals>> servers;
+  for (size_t b = 0; b < snap.backends.size(); ++b) {
+    backends.push_back({label("backend", cfg.backends[b].name), &snap.backends[b]});
+    for (size_t s = 0; s < snap.backends[b].servers.size(); ++s) {
+      servers.push_back(
+          {backends.back().labels + "," + label("server", cfg.backends[b].servers[s].name),
+           &snap.backends[b].servers[s]});
+    }
+  }
 
   // ---- listeners
-  std::vector<std::string> ll;
-  for (const auto& l : cfg.listeners) ll.push_back(label("listener", l.name));
-  auto perListener = [&](std::string_view name, std::string_view type, std::string_view help,
-                         auto value) {
-    each(w, name, type, help, [&] {
-      for (size_t i = 0; i < snap.listeners.size(); ++i)
-        w.sample(name, ll[i], value(snap.listeners[i]));
-    });
-  };
-  perListener("tandem_listener_connections_total", "counter", "Client connections accepted.",
-              [](const ListenerTotals& t) { return t.connections; });
-  perListener("tandem_listener_active_connections", "gauge", "Client connections open now.",
-              [](const ListenerTotals& t) { return t.active; });
-  perListener("tandem_listener_requests_total", "counter",
-              "HTTP requests received (malformed ones included).",
-              [](const ListenerTotals& t) { return t.requests; });
-  w.family("tandem_listener_responses_total", "counter",
-           "Responses sent to clients by status class (none: the request ended without one).");
-  for (size_t i = 0; i < snap.listeners.size(); ++i) {
-    for (int c = 0; c < 6; ++c) {
-      w.sample("tandem_listener_responses_total", ll[i] + "," + label("class", kClasses[c]),
-               snap.listeners[i].responses[c]);
-    }
-  }
-  perListener("tandem_listener_request_bytes_total", "counter", "Bytes received from clients.",
-              [](const ListenerTotals& t) { return t.bytes_in; });
-  perListener("tandem_listener_response_bytes_total", "counter", "Bytes sent to clients.",
-              [](const ListenerTotals& t) { return t.bytes_out; });
+  emit(w, "tandem_listener_connections_total", "counter", "Client connections accepted.", listeners,
+       [](const ListenerTotals& t) { return t.connections; });
+  emit(w, "tandem_listener_active_connections", "gauge", "Client connections open now.", listeners,
+       [](const ListenerTotals& t) { return t.active; });
+  emitTraffic(w, "tandem_listener", listeners, "HTTP requests received (malformed ones included).",
+              "Responses sent to clients by status class (none: the request ended without one).",
+              true, "Bytes received from clients.", "Bytes sent to clients.");
 
   // ---- backends
-  std::vector<std::string> bl;
-  for (const auto& b : cfg.backends) bl.push_back(label("backend", b.name));
-  auto perBackend = [&](std::string_view name, std::string_view type, std::string_view help,
-                        auto value) {
-    each(w, name, type, help, [&] {
-      for (size_t i = 0; i < snap.backends.size(); ++i)
-        w.sample(name, bl[i], value(snap.backends[i]));
-    });
-  };
-  perBackend("tandem_backend_requests_total", "counter", "Requests routed to the backend.",
-             [](const BackendTotals& t) { return t.requests; });
-  w.family(
-      "tandem_backend_responses_total", "counter",
-      "Responses to requests routed to the backend, by status class (generated ones included).");
-  for (size_t i = 0; i < snap.backends.size(); ++i) {
-    for (int c = 0; c < 6; ++c) {
-      w.sample("tandem_backend_responses_total", bl[i] + "," + label("class", kClasses[c]),
-               snap.backends[i].responses[c]);
-    }
-  }
-  perBackend("tandem_backend_request_bytes_total", "counter", "Request bytes sent to servers.",
-             [](const BackendTotals& t) { return t.bytes_in; });
-  perBackend("tandem_backend_response_bytes_total", "counter",
-             "Response bytes received from servers.",
-             [](const BackendTotals& t) { return t.bytes_out; });
-  perBackend("tandem_backend_connect_failures_total", "counter",
-             "Upstream connections that failed (refused, unreachable, timed out).",
-             [](const BackendTotals& t) { return t.connect_failures; });
-  perBackend("tandem_backend_retries_total", "counter", "Requests retried on another server.",
-             [](const BackendTotals& t) { return t.retries; });
-  perBackend("tandem_backend_no_server_total", "counter",
-             "Requests answered 503 because no server could take them.",
-             [](const BackendTotals& t) { return t.no_server; });
-  perBackend("tandem_backend_active_requests", "gauge", "Requests in flight.",
-             [](const BackendTotals& t) { return t.active(); });
-  perBackend("tandem_backend_healthy_servers", "gauge", "Servers that pass their health checks.",
-             [](const BackendTotals& t) { return static_cast<uint64_t>(t.healthy); });
-  perBackend("tandem_backend_servers", "gauge", "Configured servers.",
-             [](const BackendTotals& t) { return static_cast<uint64_t>(t.servers.size()); });
-  perBackend("tandem_backend_panic", "gauge",
-             "1 while too few servers are healthy and all of them take traffic.",
-             [](const BackendTotals& t) { return static_cast<uint64_t>(t.panic ? 1 : 0); });
+  emitTraffic(w, "tandem_backend", backends, "Requests routed to the backend.",
+              "Responses to requests routed to the backend, by status class (generated ones "
+              "included; none: the request ended without one).",
+              true, "Request bytes sent to servers.", "Response bytes received from servers.");
+  emit(w, "tandem_backend_connect_failures_total", "counter",
+       "Upstream connections that failed (refused, unreachable, timed out).", backends,
+       [](const BackendTotals& t) { return t.connect_failures; });
+  emit(w, "tandem_backend_retries_total", "counter", "Requests retried on another server.",
+       backends, [](const BackendTotals& t) { return t.retries; });
+  emit(w, "tandem_backend_no_server_total", "counter",
+       "Requests answered 503 because no server could take them.", backends,
+       [](const BackendTotals& t) { return t.no_server; });
+  emit(w, "tandem_backend_active_requests", "gauge", "Requests in flight.", backends,
+       [](const BackendTotals& t) { return t.active(); });
+  emit(w, "tandem_backend_healthy_servers", "gauge", "Servers that pass their health checks.",
+       backends, [](const BackendTotals& t) { return static_cast<uint64_t>(t.healthy); });
+  emit(w, "tandem_backend_servers", "gauge", "Configured servers.", backends,
+       [](const BackendTotals& t) { return static_cast<uint64_t>(t.servers.size()); });
+  emit(w, "tandem_backend_panic", "gauge",
+       "1 while too few servers are healthy and all of them take traffic.", backends,
+       [](const BackendTotals& t) { return static_cast<uint64_t>(t.panic ? 1 : 0); });
   w.family("tandem_backend_request_duration_seconds", "histogram",
            "Time from a complete request head to the last response byte sent.");
-  for (size_t i = 0; i < snap.backends.size(); ++i) {
-    w.histogram("tandem_backend_request_duration_seconds", bl[i], snap.backends[i].duration);
+  for (const auto& b : backends) {
+    w.histogram("tandem_backend_request_duration_seconds", b.labels, b.totals->duration);
   }
   w.family("tandem_backend_connect_duration_seconds", "histogram",
            "Time to establish a new upstream connection.");
-  for (size_t i = 0; i < snap.backends.size(); ++i) {
-    w.histogram("tandem_backend_connect_duration_seconds", bl[i], snap.backends[i].connect);
+  for (const auto& b : backends) {
+    w.histogram("tandem_backend_connect_duration_seconds", b.labels, b.totals->connect);
   }
 
   // ---- servers
-  std::vector<std::vector<std::string>> sl(snap.backends.size());
-  for (size_t b = 0; b < cfg.backends.size(); ++b) {
-    for (const auto& s : cfg.backends[b].servers)
-      sl[b].push_back(bl[b] + "," + label("server", s.name));
-  }
-  auto perServer = [&](std::string_view name, std::string_view type, std::string_view help,
-                       auto value) {
-    each(w, name, type, help, [&] {
-      for (size_t b = 0; b < snap.backends.size(); ++b) {
-        for (size_t s = 0; s < snap.backends[b].servers.size(); ++s) {
-          w.sample(name, sl[b][s], value(snap.backends[b].servers[s]));
-        }
-      }
-    });
-  };
-  perServer("tandem_server_requests_total", "counter",
-            "Tries sent to the server (a retried request counts once per server tried).",
-            [](const ServerTotals& t) { return t.requests; });
-  w.family("tandem_server_responses_total", "counter",
-           "Responses from the server by status class.");
-  for (size_t b = 0; b < snap.backends.size(); ++b) {
-    for (size_t s = 0; s < snap.backends[b].servers.size(); ++s) {
-      for (int c = 1; c < 6; ++c) {
-        w.sample("tandem_server_responses_total", sl[b][s] + "," + label("class", kClasses[c]),
-                 snap.backends[b].servers[s].responses[c]);
-      }
-    }
-  }
-  perServer("tandem_server_request_bytes_total", "counter", "Request bytes sent to the server.",
-            [](const ServerTotals& t) { return t.bytes_in; });
-  perServer("tandem_server_response_bytes_total", "counter",
-            "Response bytes received from the server.",
-            [](const ServerTotals& t) { return t.bytes_out; });
-  perServer("tandem_server_connections_total", "counter", "New upstream connections opened.",
-            [](const ServerTotals& t) { return t.connects; });
-  perServer("tandem_server_connect_failures_total", "counter", "Failed upstream connections.",
-            [](const ServerTotals& t) { return t.connect_failures; });
-  perServer("tandem_server_failed_tries_total", "counter",
-            "Tries that failed (connect failure, reset, timeout, failure status).",
-            [](const ServerTotals& t) { return t.failures; });
-  perServer("tandem_server_ejections_total", "counter", "Ejections by outlier detection.",
-            [](const ServerTotals& t) { return t.ejections; });
-  w.family("tandem_server_health_checks_total", "counter", "Active health checks by result.");
-  for (size_t b = 0; b < snap.backends.size(); ++b) {
-    for (size_t s = 0; s < snap.backends[b].servers.size(); ++s) {
-      const ServerTotals& t = snap.backends[b].servers[s];
-      w.sample("tandem_server_health_checks_total", sl[b][s] + ",result=\"passed\"",
-               t.checks_passed);
-      w.sample("tandem_server_health_checks_total", sl[b][s] + ",result=\"failed\"",
-               t.checks_failed);
-    }
-  }
-  perServer("tandem_server_active_requests", "gauge", "Requests in flight on the server.",
-            [](const ServerTotals& t) { return t.active; });
-  perServer("tandem_server_up", "gauge",
-            "1 if the server is healthy (checks and outlier detection).",
-            [](const ServerTotals& t) { return static_cast<uint64_t>(t.view.healthy ? 1 : 0); });
-  w.family("tandem_server_health_state", "gauge",
-           "Health state, one series per state (1 = current).");
-  for (size_t b = 0; b < snap.backends.size(); ++b) {
-    for (size_t s = 0; s < snap.backends[b].servers.size(); ++s) {
-      const ServerTotals& t = snap.backends[b].servers[s];
-      for (const char* st : {"up", "down", "ejected"}) {
-        w.sample("tandem_server_health_state", sl[b][s] + "," + label("state", st),
-                 static_cast<uint64_t>(std::string_view(t.state()) == st ? 1 : 0));
-      }
-    }
-  }
-  w.family("tandem_server_admin_state", "gauge",
-           "Admin state, one series per state (1 = current).");
-  for (size_t b = 0; b < snap.backends.size(); ++b) {
-    for (size_t s = 0; s < snap.backends[b].servers.size(); ++s) {
-      const ServerTotals& t = snap.backends[b].servers[s];
-      for (auto st : {health::AdminState::kEnabled, health::AdminState::kDraining,
-                      health::AdminState::kDisabled}) {
-        w.sample("tandem_server_admin_state", sl[b][s] + "," + label("state", adminStateName(st)),
-                 static_cast<uint64_t>(t.admin == st ? 1 : 0));
-      }
-    }
-  }
-  perServer("tandem_server_weight", "gauge", "Configured weight (or the admin's override).",
-            [](const ServerTotals& t) { return static_cast<uint64_t>(t.view.weight); });
-  perServer("tandem_server_effective_weight", "gauge",
-            "Weight the balancer uses now (slow start scales it down).",
-            [](const ServerTotals& t) { return t.effectiveWeight(); });
+  emitTraffic(w, "tandem_server", servers,
+              "Tries sent to the server (a retried request counts once per server tried).",
+              "Responses from the server by status class.", false,
+              "Request bytes sent to the server.", "Response bytes received from the server.");
+  emit(w, "tandem_server_connections_total", "counter", "New upstream connections opened.", servers,
+       [](const ServerTotals& t) { return t.connects; });
+  emit(w, "tandem_server_connect_failures_total", "counter", "Failed upstream connections.",
+       servers, [](const ServerTotals& t) { return t.connect_failures; });
+  emit(w, "tandem_server_failed_tries_total", "counter",
+       "Tries that failed (connect failure, reset, timeout, failure status).", servers,
+       [](const ServerTotals& t) { return t.failures; });
+  emit(w, "tandem_server_ejections_total", "counter", "Ejections by outlier detection.", servers,
+       [](const ServerTotals& t) { return t.ejections; });
+  emitSplit(w, "tandem_server_health_checks_total", "counter", "Active health checks by result.",
+            servers, "result", {"passed", "failed"}, [](const ServerTotals& t, size_t i) {
+              return i == 0 ? t.checks_passed : t.checks_failed;
+            });
+  emit(w, "tandem_server_active_requests", "gauge", "Requests in flight on the server.", servers,
+       [](const ServerTotals& t) { return t.active; });
+  emit(w, "tandem_server_up", "gauge", "1 if the server is healthy (checks and outlier detection).",
+       servers,
+       [](const ServerTotals& t) { return static_cast<uint64_t>(t.view.healthy ? 1 : 0); });
+  const std::vector<std::string_view> health_states{"up", "down", "ejected"};
+  emitSplit(w, "tandem_server_health_state", "gauge",
+            "Health state, one series per state (1 = current).", servers, "state", health_states,
+            [&](const ServerTotals& t, size_t i) {
+              return static_cast<uint64_t>(health_states[i] == t.state() ? 1 : 0);
+            });
+  const health::AdminState admin_states[] = {
+      health::AdminState::kEnabled, health::AdminState::kDraining, health::AdminState::kDisabled};
+  emitSplit(w, "tandem_server_admin_state", "gauge",
+            "Admin state, one series per state (1 = current).", servers, "state",
+            {"enabled", "draining", "disabled"}, [&](const ServerTotals& t, size_t i) {
+              return static_cast<uint64_t>(t.admin == admin_states[i] ? 1 : 0);
+            });
+  emit(w, "tandem_server_weight", "gauge", "Configured weight (or the admin's override).", servers,
+       [](const ServerTotals& t) { return static_cast<uint64_t>(t.view.weight); });
+  emit(w, "tandem_server_effective_weight", "gauge",
+       "Weight the balancer uses now (slow start scales it down).", servers,
+       [](const ServerTotals& t) { return t.effectiveWeight(); });
 
   // ---- process
   w.family("tandem_process_cpu_seconds_total", "counter", "User and system CPU time.");
