@@ -188,8 +188,13 @@ def test_metrics_count_health_checks_failures_and_retries(pool):
                      health={"active": {"type": "http", "path": "/healthz", "interval": "100ms",
                                         "timeout": "100ms", "rise": 1, "fall": 1}},
                      retries={"attempts": 1})]))
-    wait_until(lambda: value(scrape(t), "tandem_backend_healthy_servers", backend="app") == 1,
-               timeout=5, what="checks to mark bad and dead down")
+    def checked():
+        m = scrape(t)
+        return (value(m, "tandem_backend_healthy_servers", backend="app") == 1 and
+                all(value(m, "tandem_server_health_checks_total", backend="app", server=s,
+                          result=r) >= 1
+                    for s, r in (("good", "passed"), ("bad", "failed"), ("dead", "failed"))))
+    wait_until(checked, timeout=5, what="a check of every server, good up")
     m = scrape(t)
     assert value(m, "tandem_server_health_checks_total", backend="app", server="good",
                  result="passed") >= 1
