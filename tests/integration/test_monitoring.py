@@ -545,3 +545,31 @@ def test_access_log_on_a_full_disk_drops_lines_and_keeps_serving(pool):
     wait_until(lambda: value(scrape(t), "tandem_access_log_lines_total", result="dropped") == 50,
                timeout=3, what="50 dropped lines")
     assert value(scrape(t), "tandem_access_log_lines_total", result="written") == 0
+
+
+def test_p99_latency_alert_and_backend_down(pool):
+    hook = receiver(pool)
+    a = faulty(pool, "a")
+    port = free_port()
+    cfg = make_config([http_listener("web", port, "app")], [backend_cfg(
+        "app", [server("a", a.port)],
+        health={"active": {"type": "http", "path": "/healthz", "interval": "100ms",
+                           "timeout": "100ms", "rise": 1, "fall": 1}})])
+    cfg["alerts"] = {"webhooks": [{"url": f"http://127.0.0.1:{hook.port}/"}],
+                     "rules": {"p99_latency": {"above": "50ms", "for": "2s", "min_requests": 5}}}
+    t = pool.tandem(cfg)
+    wait_until(lambda: t.admin_json("/api/v1/backends")["backends"][0]["servers_healthy"] == 1,
+               timeout=5, what="a up")
+    with Client(port) as c:
+        for _ in range(8):
+            assert c.request("GET", "/slow?ms=120").status == 200
+    fired = hook.wait_for(lambda x: x["rule"] == "p99_latency", timeout=5, what="p99 alert")
+    assert fired[0]["subject"] == "app" and 100 <= fired[0]["value"] <= 250, fired[0]
+    # The only server fails its checks: server_down and backend_down both fire.
+    a.health_status = 500
+    hook.wait_for(lambda x: x["rule"] == "backend_down" and x["state"] == "firing", timeout=5,
+                  what="backend_down")
+    hook.wait_for(lambda x: x["rule"] == "server_down" and x["subject"] == "app/a", timeout=5,
+                  what="server_down")
+    assert {x["rule"] for x in t.admin_json("/api/v1/alerts")["active"]} >= {
+        "backend_down", "server_down"}
