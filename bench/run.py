@@ -386,14 +386,18 @@ class Scraper:
     """GETs Tandem's /metrics every `period_ms` in a thread while a run lasts (bounded by the
     run: stop() ends it); counts scrapes and failures."""
 
-    def __init__(self, port, period_ms):
-        self.port, self.period = port, period_ms / 1000.0
+    def __init__(self, port, period_ms, pin=None):
+        self.port, self.period, self.pin = port, period_ms / 1000.0, pin
         self.ok = self.failed = 0
         self.bytes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
+        if self.pin is not None:
+            # This thread only (pid 0 = the calling thread on Linux): on the load generator's CPU,
+            # as a Prometheus server on another host would be, not on the proxy's.
+            os.sched_setaffinity(0, {int(c) for c in str(self.pin).split(",")})
         while not self._stop.wait(self.period):
             try:
                 status, body = http_get(self.port, "/metrics")
@@ -420,7 +424,7 @@ def measure(target, srv, backend, port, scn, duration, pin_load):
     bcpu0 = backend.cpu_ticks()
     scraper = None
     if scn.get("scrape_ms") and target == "tandem" and getattr(srv, "admin_port", None):
-        with Scraper(srv.admin_port, scn["scrape_ms"]) as scraper:
+        with Scraper(srv.admin_port, scn["scrape_ms"], pin_load) as scraper:
             rep = run_wrk(port, scn, duration, pin_load)
         if scraper.ok == 0 or scraper.failed:
             warn(f"scrapes: {scraper.ok} ok, {scraper.failed} failed")

@@ -32,10 +32,39 @@ int cmdCheck(const std::string& path) {
   return 0;
 }
 
+// SIGHUP: load, validate and apply the file; a bad one is rejected with every FILE:LINE: reason,
+// an event and an alert, and the running config stays.
+bool reloadFile(tandem::proxy::Server& server, tandem::admin::AdminServer* admin,
+                const std::string& path) {
+  using tandem::log::error;
+  auto rejected = [&](const std::string& why) {
+    server.events().emit({0, 0, "config_rejected", "", "", path + ": " + why});
+    if (admin) admin->configOutcome(path, false, why);
+    return false;
+  };
+  auto loaded = tandem::config::loadFile(path);
+  if (!loaded) {
+    for (const auto& e : loaded.error()) error("reload rejected: {}", e.text());
+    return rejected(loaded.error().front().text() +
+                    (loaded.error().size() > 1
+                         ? " (and " + std::to_string(loaded.error().size() - 1) + " more)"
+                         : ""));
+  }
+  auto r = server.reload(std::make_shared<const Config>(std::move(*loaded)), {"file", path, 0});
+  if (!r) {
+    error("reload rejected: {}", r.error().message);
+    return rejected(r.error().message);
+  }
+  server.events().emit({0, 0, "config_reloaded", "", "",
+                        path + ": revision " + std::to_string(server.snapshot()->id)});
+  if (admin) admin->configOutcome(path, true, "");
+  return true;
+}
+
 int cmdRun(const std::string& path) {
   auto loaded = tandem::config::loadFile(path);
   if (!loaded) return printErrors(loaded.error());
-  auto cfg = std::make_shared<const Config>(std::move(*loaded));
+  std::shared_ptr<const Config> cfg = std::make_shared<const Config>(std::move(*loaded));
 
   // Signals are taken synchronously by this thread; workers inherit the blocked mask.
   sigset_t set;
@@ -60,21 +89,17 @@ int cmdRun(const std::string& path) {
   }
   auto server = std::make_unique<tandem::proxy::Server>();
   server->setAccessLog(access_log.get());
-  if (auto r = server->start(cfg); !r) {
+  if (auto r = server->start(cfg, {"file", path, 0}); !r) {
     tandem::log::error("cannot start: {}", r.error().message);
     return 1;
   }
   std::unique_ptr<tandem::admin::AdminServer> admin;
   if (cfg->admin.enabled) {
-    tandem::admin::ConfigInfo info;
-    info.path = path;
-    info.loaded_unix_ms = tandem::unixMs();
-    admin = std::make_unique<tandem::admin::AdminServer>(*server, info, access_log.get());
+    admin = std::make_unique<tandem::admin::AdminServer>(*server, access_log.get());
     if (auto r = admin->start(); !r) {
       tandem::log::error("cannot start: {}", r.error().message);
       admin.reset();
-      server->drain(tandem::config::Duration{0});
-      return 1;
+      return 1;  // ~Server stops the workers
     }
   }
   for (;;) {
@@ -87,7 +112,7 @@ int cmdRun(const std::string& path) {
       continue;
     }
     if (sig == SIGHUP) {
-      tandem::log::warn("SIGHUP: live reload is not implemented yet; config unchanged");
+      if (reloadFile(*server, admin.get(), path)) cfg = server->snapshot()->cfg;
       continue;
     }
     tandem::log::info("signal {}: draining (up to {} ms)", sig, cfg->drain_timeout.count());

@@ -86,13 +86,12 @@ bool secretEquals(std::string_view presented, std::string_view expected) {
   return diff == 0 && !expected.empty();
 }
 
-AdminServer::AdminServer(proxy::Server& server, ConfigInfo info, proxy::AccessLog* access_log)
+AdminServer::AdminServer(proxy::Server& server, proxy::AccessLog* access_log)
     : server_(server),
-      cfg_(server.config()),
-      info_(std::move(info)),
+      snap_(server.snapshot()),
       access_log_(access_log),
       http_(loop_, [this](const HttpRequest& r) { return handle(r); }),
-      alerts_(server.config().alerts.rules),
+      alerts_(snap_->cfg->alerts.rules),
       sample_timer_(this, kSampleTick),
       event_timer_(this, kEventTick) {}
 
@@ -100,27 +99,42 @@ AdminServer::~AdminServer() { stop(); }
 
 Result<void> AdminServer::start() {
   started_unix_ms_ = unixMs();
-  if (info_.loaded_unix_ms == 0) info_.loaded_unix_ms = started_unix_ms_;
-  auto addr = parseAddress(cfg_.admin.listen.host, cfg_.admin.listen.port);
+  auto addr = parseAddress(cfg().admin.listen.host, cfg().admin.listen.port);
   if (!addr) return tl::unexpected(addr.error());
   if (auto r = http_.listen(*addr); !r) {
     return fail(ErrorSource::kInternal, r.error().code,
-                "admin listener on " + cfg_.admin.listen.text() + ": " + r.error().message);
+                "admin listener on " + cfg().admin.listen.text() + ": " + r.error().message);
   }
   port_ = http_.port();
-  if (!cfg_.alerts.webhooks.empty()) {
-    webhooks_ = std::make_unique<WebhookSender>(loop_, cfg_.alerts.webhooks);
+  if (!cfg().alerts.webhooks.empty()) {
+    webhooks_ = std::make_unique<WebhookSender>(loop_, cfg().alerts.webhooks);
   }
   last_event_id_ = server_.events().total();
   sample();  // baseline for the time series
   loop_.setWakeHandler([this] {
-    if (stop_.load()) loop_.stop();
+    if (stop_.load()) {
+      loop_.stop();
+      return;
+    }
+    std::vector<Outcome> outcomes;
+    {
+      std::lock_guard<std::mutex> g(mailbox_mu_);
+      outcomes.swap(outcomes_);
+    }
+    for (const Outcome& o : outcomes) {
+      auto a = o.applied ? alerts_.clear("config_rejected", o.source, unixMs())
+                         : alerts_.raise("config_rejected", o.source, "warning",
+                                         "config from " + o.source + " rejected: " + o.detail, 0,
+                                         unixMs());
+      if (a) deliver(*a);
+    }
   });
   sample_timer_.arm(loop_.timers(kSampleMs));
   event_timer_.arm(loop_.timers(kEventPollMs));
   thread_ = std::thread([this] { loop_.run(); });
-  log::info("admin on http://{}/ (dashboard, /metrics, /api/v1){}", cfg_.admin.listen.text(),
-            cfg_.admin.token.empty() ? "; no token_file: changes through the API are refused" : "");
+  log::info(
+      "admin on http://{}/ (dashboard, /metrics, /api/v1){}", cfg().admin.listen.text(),
+      cfg().admin.token.empty() ? "; no token_file: changes through the API are refused" : "");
   return {};
 }
 
@@ -135,6 +149,15 @@ void AdminServer::stop() {
   http_.close();
 }
 
+void AdminServer::configOutcome(const std::string& source, bool applied,
+                                const std::string& detail) {
+  {
+    std::lock_guard<std::mutex> g(mailbox_mu_);
+    outcomes_.push_back({source, applied, detail});
+  }
+  loop_.wake();
+}
+
 void AdminServer::onTimer(int tag) {
   if (tag == kSampleTick) {
     sample();
@@ -145,8 +168,33 @@ void AdminServer::onTimer(int tag) {
   }
 }
 
+void AdminServer::refresh() {
+  auto next = server_.snapshot();
+  if (next == snap_) return;
+  const config::Config& was = *snap_->cfg;
+  const config::Config& now = *next->cfg;
+  snap_ = std::move(next);
+  // A reload: rules and webhooks follow the new config; the admin address needs a restart.
+  alerts_.setRules(now.alerts.rules);
+  std::vector<std::string> old_urls, new_urls;
+  for (const auto& h : was.alerts.webhooks) old_urls.push_back(h.url);
+  for (const auto& h : now.alerts.webhooks) new_urls.push_back(h.url);
+  if (old_urls != new_urls) {
+    webhooks_.reset();
+    if (!now.alerts.webhooks.empty()) {
+      webhooks_ = std::make_unique<WebhookSender>(loop_, now.alerts.webhooks);
+    }
+  }
+  if (!(was.admin.listen == now.admin.listen) || was.admin.enabled != now.admin.enabled) {
+    log::warn("admin: a new admin address ({}) takes effect at the next restart; still on {}",
+              now.admin.listen.text(), was.admin.listen.text());
+  }
+}
+
 void AdminServer::sample() {
-  Snapshot snap = collect(server_);
+  refresh();
+  Totals snap = collect(server_);
+  const config::Config& c = *snap.snap->cfg;  // the config the totals are indexed by
   const int64_t now = loop_.now();
   const int64_t unix_ms = unixMs();
   if (ticks_++ % kSeriesEveryTicks == 0) series_.add(now, unix_ms, snap, readProcessStats());
@@ -155,13 +203,13 @@ void AdminServer::sample() {
   for (size_t b = 0; b < snap.backends.size(); ++b) {
     const BackendTotals& bt = snap.backends[b];
     BackendSample s;
-    s.name = cfg_.backends[b].name;
+    s.name = c.backends[b].name;
     for (size_t i = 0; i < bt.servers.size(); ++i) {
       const ServerTotals& st = bt.servers[i];
       // A server whose first active check has not finished yet is not down, just unknown.
-      const bool unknown = cfg_.backends[b].active.enabled && !st.view.ejected &&
+      const bool unknown = c.backends[b].active.enabled && !st.view.ejected &&
                            st.checks_passed + st.checks_failed == 0;
-      s.servers.push_back({cfg_.backends[b].servers[i].name, st.view.healthy || unknown,
+      s.servers.push_back({c.backends[b].servers[i].name, st.view.healthy || unknown,
                            st.admin != health::AdminState::kEnabled});
     }
     s.responses_total = bt.responsesTotal();
@@ -179,7 +227,7 @@ void AdminServer::deliver(const Alert& a) {
   } else {
     log::info("alert={} resolved {}: {}", a.rule, a.subject, a.message);
   }
-  std::string body = alertJson(a, cfg_.node_id);
+  std::string body = alertJson(a, cfg().node_id);
   http_.broadcast(sse("alert", 0, body));
   if (webhooks_) webhooks_->send(body);
 }
@@ -204,7 +252,7 @@ HttpResponse AdminServer::eventStream() {
     if (recent[i].id > last_event_id_) break;
     r.body += sse("health", recent[i].id, eventJson(recent[i]).dump());
   }
-  for (const Alert& a : alerts_.active()) r.body += sse("alert", 0, alertJson(a, cfg_.node_id));
+  for (const Alert& a : alerts_.active()) r.body += sse("alert", 0, alertJson(a, cfg().node_id));
   return r;
 }
 
@@ -212,7 +260,7 @@ bool AdminServer::authorized(const HttpRequest& req) const {
   constexpr std::string_view kBearer = "Bearer ";
   std::string_view auth = req.authorization;
   if (!auth.starts_with(kBearer)) return false;
-  return secretEquals(auth.substr(kBearer.size()), cfg_.admin.token);
+  return secretEquals(auth.substr(kBearer.size()), cfg().admin.token);
 }
 
 HttpResponse AdminServer::mutate(const HttpRequest& req, const std::string& backend,
@@ -225,7 +273,7 @@ HttpResponse AdminServer::mutate(const HttpRequest& req, const std::string& back
     r.headers.emplace_back("Allow", want);
     return r;
   }
-  if (cfg_.admin.token.empty()) {
+  if (cfg().admin.token.empty()) {
     return errorJson(403, "changes through the API are disabled: set admin.token_file");
   }
   if (!authorized(req)) {
@@ -234,7 +282,7 @@ HttpResponse AdminServer::mutate(const HttpRequest& req, const std::string& back
     log::warn("admin: refused {} {} from {}: bad or missing token", req.method, req.path, req.peer);
     return r;
   }
-  health::HealthManager& hm = server_.health();
+  health::HealthManager& hm = *snap_->health;
   if (is_state) {
     auto state = action == "drain"    ? health::AdminState::kDraining
                  : action == "enable" ? health::AdminState::kEnabled
@@ -267,6 +315,7 @@ HttpResponse AdminServer::mutate(const HttpRequest& req, const std::string& back
 }
 
 HttpResponse AdminServer::handle(const HttpRequest& req) {
+  refresh();
   const std::string& p = req.path;
   std::string b, s, action;
   if (splitServerPath(p, b, s, action)) return mutate(req, b, s, action);
@@ -307,7 +356,7 @@ HttpResponse AdminServer::handle(const HttpRequest& req) {
   }
   if (p == "/api/v1/cluster") {
     return jsonResponse(200, json{{"mode", "standalone"},
-                                  {"node", cfg_.node_id},
+                                  {"node", cfg().node_id},
                                   {"role", "standalone"},
                                   {"peers", json::array()}});
   }
@@ -321,12 +370,13 @@ HttpResponse AdminServer::handle(const HttpRequest& req) {
 }
 
 std::string AdminServer::statusJson() {
-  Snapshot snap = collect(server_);
+  Totals snap = collect(server_);
+  const config::Config& c = *snap.snap->cfg;  // the config the totals are indexed by
   ProcessStats proc = readProcessStats();
   const int64_t now = unixMs();
   json listeners = json::array();
-  for (size_t i = 0; i < cfg_.listeners.size(); ++i) {
-    const config::Listener& l = cfg_.listeners[i];
+  for (size_t i = 0; i < c.listeners.size(); ++i) {
+    const config::Listener& l = c.listeners[i];
     const ListenerTotals& t = snap.listeners[i];
     listeners.push_back({{"name", l.name},
                          {"listen", l.listen.text()},
@@ -339,7 +389,7 @@ std::string AdminServer::statusJson() {
                          {"bytes_in", t.bytes_in},
                          {"bytes_out", t.bytes_out}});
   }
-  json j{{"node", cfg_.node_id},
+  json j{{"node", c.node_id},
          {"version", TANDEM_VERSION},
          {"pid", static_cast<int64_t>(::getpid())},
          {"role", "standalone"},
@@ -347,10 +397,11 @@ std::string AdminServer::statusJson() {
          {"uptime_seconds", static_cast<double>(now - started_unix_ms_) / 1000.0},
          {"ready", !draining_.load()},
          {"config",
-          {{"source", info_.source},
-           {"path", info_.path},
-           {"revision", info_.revision},
-           {"loaded_at", rfc3339Ms(info_.loaded_unix_ms)}}},
+          {{"source", snap_->source},
+           {"path", snap_->origin},
+           {"revision", snap_->id},
+           {"source_revision", snap_->source_revision},
+           {"loaded_at", rfc3339Ms(snap_->loaded_unix_ms)}}},
          {"workers", server_.workerCount()},
          {"process",
           {{"cpu_seconds", proc.cpu_seconds},
@@ -363,10 +414,11 @@ std::string AdminServer::statusJson() {
   return j.dump();
 }
 
-std::string AdminServer::backendsJson(const Snapshot& snap) {
+std::string AdminServer::backendsJson(const Totals& snap) {
+  const config::Config& c = *snap.snap->cfg;  // the config the totals are indexed by
   json backends = json::array();
-  for (size_t b = 0; b < cfg_.backends.size(); ++b) {
-    const config::Backend& bc = cfg_.backends[b];
+  for (size_t b = 0; b < c.backends.size(); ++b) {
+    const config::Backend& bc = c.backends[b];
     const BackendTotals& bt = snap.backends[b];
     json servers = json::array();
     for (size_t i = 0; i < bc.servers.size(); ++i) {
@@ -411,14 +463,14 @@ std::string AdminServer::alertsJson() const {
   for (const Alert& a : alerts_.active()) {
     if (!first) out += ',';
     first = false;
-    out += alertJson(a, cfg_.node_id);
+    out += alertJson(a, cfg().node_id);
   }
   out += "],\"recent\":[";
   first = true;
   for (const Alert& a : alerts_.recent()) {
     if (!first) out += ',';
     first = false;
-    out += alertJson(a, cfg_.node_id);
+    out += alertJson(a, cfg().node_id);
   }
   out += "]}";
   return out;
@@ -427,9 +479,9 @@ std::string AdminServer::alertsJson() const {
 std::string AdminServer::metricsText() {
   ControlFacts f;
   f.version = TANDEM_VERSION;
-  f.node = cfg_.node_id;
-  f.config_revision = info_.revision;
-  f.config_loaded_seconds = static_cast<double>(info_.loaded_unix_ms) / 1000.0;
+  f.node = cfg().node_id;
+  f.config_revision = snap_->id;
+  f.config_loaded_seconds = static_cast<double>(snap_->loaded_unix_ms) / 1000.0;
   f.events_total = server_.events().total();
   f.alerts_firing = alerts_.active().size();
   f.alerts_fired_total = alerts_fired_;
@@ -444,7 +496,8 @@ std::string AdminServer::metricsText() {
     f.access_log_dropped = access_log_->dropped();
   }
   f.scrapes_total = ++scrapes_;
-  return renderMetrics(cfg_, collect(server_), readProcessStats(), f);
+  Totals totals = collect(server_);
+  return renderMetrics(*totals.snap->cfg, totals, readProcessStats(), f);
 }
 
 }  // namespace tandem::admin

@@ -7,8 +7,10 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "admin/alerts.h"
 #include "admin/http_server.h"
@@ -25,16 +27,9 @@ class AccessLog;
 
 namespace tandem::admin {
 
-struct ConfigInfo {
-  std::string source = "file";
-  std::string path;
-  uint64_t revision = 1;
-  int64_t loaded_unix_ms = 0;
-};
-
 class AdminServer : public TimerHandler {
  public:
-  AdminServer(proxy::Server& server, ConfigInfo info, proxy::AccessLog* access_log = nullptr);
+  AdminServer(proxy::Server& server, proxy::AccessLog* access_log = nullptr);
   ~AdminServer();
 
   // Binds the admin listener (an error if it cannot: the process must not run without it) and
@@ -44,17 +39,23 @@ class AdminServer : public TimerHandler {
   uint16_t port() const { return port_; }
   // Thread-safe: /readyz answers 503 from now on (the process is draining).
   void setDraining() { draining_.store(true); }
+  // Thread-safe: a config from `source` was rejected (raises the config_rejected alert) or
+  // applied (resolves it).
+  void configOutcome(const std::string& source, bool applied, const std::string& detail);
 
   void onTimer(int tag) override;
 
  private:
   enum Tag { kSampleTick = 1, kEventTick = 2 };
   HttpResponse handle(const HttpRequest& req);
+  // Picks up a reloaded config (alert rules, webhooks, token) before serving or sampling.
+  void refresh();
+  const config::Config& cfg() const { return *snap_->cfg; }
   HttpResponse mutate(const HttpRequest& req, const std::string& backend, const std::string& server,
                       const std::string& action);
   bool authorized(const HttpRequest& req) const;
   std::string statusJson();
-  std::string backendsJson(const Snapshot& snap);
+  std::string backendsJson(const Totals& snap);
   std::string alertsJson() const;
   std::string metricsText();
   HttpResponse eventStream();
@@ -63,8 +64,7 @@ class AdminServer : public TimerHandler {
   void deliver(const Alert& a);
 
   proxy::Server& server_;
-  const config::Config& cfg_;
-  ConfigInfo info_;
+  std::shared_ptr<const proxy::Snapshot> snap_;  // the config in use (control thread only)
   proxy::AccessLog* access_log_;
   EventLoop loop_;
   HttpServer http_;
@@ -75,6 +75,13 @@ class AdminServer : public TimerHandler {
   Timer event_timer_;
   std::thread thread_;
   std::atomic<bool> draining_{false};
+  struct Outcome {
+    std::string source;
+    bool applied;
+    std::string detail;
+  };
+  std::mutex mailbox_mu_;
+  std::vector<Outcome> outcomes_;
   std::atomic<bool> stop_{false};
   uint16_t port_ = 0;
   int64_t started_unix_ms_ = 0;

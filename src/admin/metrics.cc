@@ -124,7 +124,7 @@ void emitTraffic(Writer& w, std::string_view prefix, const std::vector<Subject<T
 
 }  // namespace
 
-std::string renderMetrics(const config::Config& cfg, const Snapshot& snap, const ProcessStats& proc,
+std::string renderMetrics(const config::Config& cfg, const Totals& snap, const ProcessStats& proc,
                           const ControlFacts& facts) {
   Writer w;
   w.out.reserve(64 * 1024);

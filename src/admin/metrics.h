@@ -1,5 +1,5 @@
 #pragma once
-// Prometheus text exposition (format 0.0.4) of a Snapshot plus process and control-plane facts.
+// Prometheus text exposition (format 0.0.4) of a Totals plus process and control-plane facts.
 // Names start with tandem_ and follow the conventions (_total, _seconds, _bytes; base units).
 #include <cstdint>
 #include <string>
@@ -27,7 +27,7 @@ struct ControlFacts {
   uint64_t scrapes_total = 0;
 };
 
-std::string renderMetrics(const config::Config& cfg, const Snapshot& snap, const ProcessStats& proc,
+std::string renderMetrics(const config::Config& cfg, const Totals& snap, const ProcessStats& proc,
                           const ControlFacts& facts);
 
 }  // namespace tandem::admin

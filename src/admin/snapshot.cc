@@ -24,23 +24,29 @@ const char* adminStateName(health::AdminState s) {
   return "enabled";
 }
 
-Snapshot collect(proxy::Server& server) {
-  const config::Config& cfg = server.config();
-  Snapshot snap;
-  snap.listeners.resize(cfg.listeners.size());
-  snap.backends.resize(cfg.backends.size());
+Totals collect(proxy::Server& server) {
+  auto snap = server.snapshot();
+  const config::Config& cfg = *snap->cfg;
+  Totals t;
+  t.revision = snap->id;
+  t.listeners.resize(cfg.listeners.size());
+  t.backends.resize(cfg.backends.size());
   for (size_t b = 0; b < cfg.backends.size(); ++b) {
-    snap.backends[b].servers.resize(cfg.backends[b].servers.size());
+    t.backends[b].servers.resize(cfg.backends[b].servers.size());
   }
+  // Counters are looked up by name (they outlive reloads); the lookups lock the worker's
+  // registry briefly, the counters themselves are read without a lock.
   for (const auto& w : server.workers()) {
-    const proxy::WorkerStats& ws = w->stats();
-    for (size_t l = 0; l < snap.listeners.size(); ++l) {
-      addTraffic(snap.listeners[l], ws.listeners[l]);
-      snap.listeners[l].connections += ws.listeners[l].connections.get();
+    proxy::StatsRegistry& reg = w->stats();
+    for (size_t l = 0; l < t.listeners.size(); ++l) {
+      const proxy::ListenerStats& ls = *reg.listener(cfg.listeners[l].name);
+      addTraffic(t.listeners[l], ls);
+      t.listeners[l].connections += ls.connections.get();
     }
-    for (size_t b = 0; b < snap.backends.size(); ++b) {
-      const proxy::BackendStats& bs = ws.backends[b];
-      BackendTotals& bt = snap.backends[b];
+    for (size_t b = 0; b < t.backends.size(); ++b) {
+      const config::Backend& bc = cfg.backends[b];
+      const proxy::BackendStats& bs = *reg.backend(bc.name);
+      BackendTotals& bt = t.backends[b];
       addTraffic(bt, bs);
       bt.connect_failures += bs.connect_failures.get();
       bt.retries += bs.retries.get();
@@ -48,7 +54,7 @@ Snapshot collect(proxy::Server& server) {
       bt.duration.addFrom(bs.duration);
       bt.connect.addFrom(bs.connect);
       for (size_t s = 0; s < bt.servers.size(); ++s) {
-        const proxy::ServerStats& ss = bs.servers[s];
+        const proxy::ServerStats& ss = *reg.server(bc.name, bc.servers[s]);
         ServerTotals& st = bt.servers[s];
         addTraffic(st, ss);
         st.connects += ss.connects.get();
@@ -58,15 +64,15 @@ Snapshot collect(proxy::Server& server) {
       }
     }
   }
-  for (size_t l = 0; l < snap.listeners.size(); ++l) {
-    snap.listeners[l].active = server.listener(l).connections.load(std::memory_order_relaxed);
+  for (size_t l = 0; l < t.listeners.size(); ++l) {
+    t.listeners[l].active = snap->listeners[l]->connections->load(std::memory_order_relaxed);
   }
-  health::HealthManager& hm = server.health();
+  health::HealthManager& hm = *snap->health;
   auto view = hm.current();
   auto admin = hm.adminStates();
-  if (view) snap.health_version = view->version;
-  for (size_t b = 0; b < snap.backends.size(); ++b) {
-    BackendTotals& bt = snap.backends[b];
+  if (view) t.health_version = view->version;
+  for (size_t b = 0; b < t.backends.size(); ++b) {
+    BackendTotals& bt = t.backends[b];
     if (view && b < view->backends.size()) bt.panic = view->backends[b].panic;
     for (size_t s = 0; s < bt.servers.size(); ++s) {
       ServerTotals& st = bt.servers[s];
@@ -83,7 +89,8 @@ Snapshot collect(proxy::Server& server) {
       bt.healthy += st.view.healthy ? 1 : 0;
     }
   }
-  return snap;
+  t.snap = std::move(snap);
+  return t;
 }
 
 }  // namespace tandem::admin

@@ -59,13 +59,15 @@ struct BackendTotals : TrafficTotals {
   }
 };
 
-struct Snapshot {
-  std::vector<ListenerTotals> listeners;
-  std::vector<BackendTotals> backends;
+struct Totals {
+  std::shared_ptr<const proxy::Snapshot> snap;  // the config these are indexed by
+  std::vector<ListenerTotals> listeners;        // parallel to snap->cfg->listeners
+  std::vector<BackendTotals> backends;          // parallel to snap->cfg->backends
   uint64_t health_version = 0;
+  uint64_t revision = 0;
 };
 
-Snapshot collect(proxy::Server& server);
+Totals collect(proxy::Server& server);
 
 const char* adminStateName(health::AdminState s);
 

@@ -6,7 +6,7 @@
 
 namespace tandem::admin {
 
-void TimeSeries::add(int64_t mono_ms, int64_t unix_ms, const Snapshot& snap,
+void TimeSeries::add(int64_t mono_ms, int64_t unix_ms, const Totals& snap,
                      const ProcessStats& proc) {
   Baseline now;
   now.mono_ms = mono_ms;

@@ -27,7 +27,7 @@ class TimeSeries {
   explicit TimeSeries(size_t capacity = 450) : capacity_(capacity) {}
 
   // The first call only records the baseline; later ones add a point.
-  void add(int64_t mono_ms, int64_t unix_ms, const Snapshot& snap, const ProcessStats& proc);
+  void add(int64_t mono_ms, int64_t unix_ms, const Totals& snap, const ProcessStats& proc);
   const std::deque<SeriesPoint>& points() const { return points_; }
   // Columnar JSON for uPlot: {"interval_seconds":..,"t":[..],"requests_per_second":[..],...}.
   std::string json(double interval_seconds) const;

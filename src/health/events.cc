@@ -13,7 +13,9 @@ void EventLog::emit(Event e) {
                     .count();
   }
   // One readable line per event; the words (up, down, ejected, returned, panic) are stable.
-  if (e.server.empty()) {
+  if (e.backend.empty()) {
+    log::warn("event={} {}", e.kind, e.detail);
+  } else if (e.server.empty()) {
     log::warn("event={} backend {}: {}", e.kind, e.backend, e.detail);
   } else {
     std::string_view verb = e.kind;

@@ -13,7 +13,7 @@ struct Event {
   uint64_t id = 0;  // 1, 2, ... in emission order (assigned by EventLog)
   int64_t unix_ms = 0;
   std::string kind;  // server_up, server_down, ejected, returned, draining, enabled, disabled,
-                     // weight, panic_on, panic_off
+                     // weight, panic_on, panic_off, config_reloaded, config_rejected
   std::string backend;
   std::string server;  // empty for backend-wide events
   std::string detail;

@@ -60,6 +60,9 @@ HealthManager::HealthManager(std::shared_ptr<const config::Config> cfg, EventLog
         ServerState& s = backends_[bi].servers[si];
         s.admin = m.admin;
         s.weight = m.weight;
+        counters_[bi][si]->checks_passed.add(m.checks_passed);
+        counters_[bi][si]->checks_failed.add(m.checks_failed);
+        counters_[bi][si]->ejections.add(m.ejections);
         admin_states_[bi][si] = m.admin;
         if (bc.active.enabled) {
           s.checked = m.checked;
@@ -80,8 +83,10 @@ std::vector<ServerMemo> HealthManager::memo() const {
   for (const BackendState& b : backends_) {
     for (size_t si = 0; si < b.servers.size(); ++si) {
       const ServerState& s = b.servers[si];
+      const ServerCounters& c = *counters_[&b - backends_.data()][si];
       out.push_back({b.cfg->name, b.cfg->servers[si].name, b.cfg->servers[si].address.text(),
-                     s.checked, s.rf.up(), s.ejected || s.awaiting_probe, s.admin, s.weight});
+                     s.checked, s.rf.up(), s.ejected || s.awaiting_probe, s.admin, s.weight,
+                     c.checks_passed.get(), c.checks_failed.get(), c.ejections.get()});
     }
   }
   return out;
@@ -302,6 +307,7 @@ void HealthManager::housekeeping() {
 
 std::shared_ptr<const HealthView> HealthManager::buildView() {
   auto v = std::make_shared<HealthView>();
+  v->source = this;
   v->backends.resize(backends_.size());
   const int64_t now = loop_.now();
   for (size_t bi = 0; bi < backends_.size(); ++bi) {

@@ -37,7 +37,10 @@ struct ServerMemo {
   bool up = true;
   bool ejected_or_waiting = false;
   AdminState admin = AdminState::kEnabled;
-  uint32_t weight = 0;  // admin weight override; 0 = none
+  uint32_t weight = 0;         // admin weight override; 0 = none
+  uint64_t checks_passed = 0;  // counters, so that metrics do not restart at a reload
+  uint64_t checks_failed = 0;
+  uint64_t ejections = 0;
 };
 
 class HealthManager : public TimerHandler {

@@ -23,6 +23,7 @@ struct BackendView {
 
 struct HealthView {
   uint64_t version = 0;
+  const void* source = nullptr;       // the HealthManager that built it (one per config generation)
   std::vector<BackendView> backends;  // same order as config::Config::backends
 };
 

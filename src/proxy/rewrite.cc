@@ -138,10 +138,10 @@ std::string_view errorResponse(int status) {
   static const std::vector<std::string> kResponses = [] {
     std::vector<std::string> v;
     for (const Canned& c : kCanned) {
-      v.push_back(fmt::format(
-          "HTTP/1.1 {} {}\r\nContent-Type: text/plain\r\nCache-Control: no-store\r\n"
-          "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
-          c.status, c.reason, std::strlen(c.body), c.body));
+      v.push_back(
+          fmt::format("HTTP/1.1 {} {}\r\nContent-Type: text/plain\r\nCache-Control: no-store\r\n"
+                      "Content-Length: {}\r\nConnection: close\r\n\r\n{}",
+                      c.status, c.reason, std::strlen(c.body), c.body));
     }
     return v;
   }();

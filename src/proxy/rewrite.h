@@ -19,9 +19,9 @@ struct RequestRewrite {
 void writeRequestHead(const http::RequestHead& req, const RequestRewrite& rw, Buffer& out);
 
 struct ResponseRewrite {
-  bool close = false;         // we close the client connection after this response
+  bool close = false;  // we close the client connection after this response
   bool client_http10 = false;
-  bool upgrade = false;       // 101 to an Upgrade request: keep Connection/Upgrade
+  bool upgrade = false;  // 101 to an Upgrade request: keep Connection/Upgrade
 };
 
 // Writes the response head for the client: status line, end-to-end headers, Via, Connection.

@@ -1,8 +1,14 @@
 #pragma once
-// The data plane of one process: binds every listener once per worker (SO_REUSEPORT), then runs
-// the workers. Binding happens up front on the calling thread so that a port in use is reported
-// before anything starts.
+// The data plane of one process: binds every listener once per worker (SO_REUSEPORT), runs the
+// workers, and replaces the running config without dropping a connection (reload). Binding happens
+// on the calling thread so that a port in use is reported before anything changes.
+//
+// Threading: start(), reload() and drain() run on the main thread; snapshot(), workers() and
+// events() may be used from any thread.
+#include <map>
 #include <memory>
+#include <mutex>
+#include <string>
 #include <vector>
 
 #include "config/config.h"
@@ -13,30 +19,48 @@
 
 namespace tandem::proxy {
 
+// Where a config came from, for the status API and logs.
+struct ConfigOrigin {
+  std::string source = "file";  // file | etcd
+  std::string origin;           // path or key
+  int64_t source_revision = 0;  // etcd mod_revision
+};
+
 class Server {
  public:
   Server();
   ~Server();
 
-  Result<void> start(std::shared_ptr<const config::Config> cfg);
+  Result<void> start(std::shared_ptr<const config::Config> cfg, ConfigOrigin origin = {});
+  // Applies a validated config: listeners whose address stays keep their sockets, new ones are
+  // bound (an error here changes nothing), removed ones stop accepting; in-flight requests finish
+  // on the old config; health state, admin states and counters of unchanged servers are kept.
+  // Returns once every worker runs new requests on it.
+  Result<void> reload(std::shared_ptr<const config::Config> cfg, ConfigOrigin origin = {});
   // Stops accepting and lets in-flight requests finish; returns true if all workers finished
   // within `timeout`.
   bool drain(config::Duration timeout);
   size_t workerCount() const { return workers_.size(); }
-  health::HealthManager& health() { return *health_; }
+  std::shared_ptr<const Snapshot> snapshot() const;
   health::EventLog& events() { return events_; }
-  const config::Config& config() const { return *cfg_; }
-  // Read-only views for the control thread (counters are single-writer atomics).
   const std::vector<std::unique_ptr<Worker>>& workers() const { return workers_; }
-  const ListenerShared& listener(size_t i) const { return *listeners_[i]; }
   // Optional access log, shared by the workers (set before start()).
   void setAccessLog(AccessLog* log) { access_log_ = log; }
 
  private:
-  std::shared_ptr<const config::Config> cfg_;
+  // Builds the snapshot for `cfg`, binding what is missing; `fds[w]` gets worker w's sockets.
+  Result<std::shared_ptr<Snapshot>> prepare(std::shared_ptr<const config::Config> cfg,
+                                            const ConfigOrigin& origin,
+                                            std::vector<std::vector<int>>& fds);
+  void startHealth(const Snapshot& snap);
+
+  mutable std::mutex mu_;  // guards snap_
+  std::shared_ptr<const Snapshot> snap_;
   health::EventLog events_;
-  std::unique_ptr<health::HealthManager> health_;
-  std::vector<std::unique_ptr<ListenerShared>> listeners_;
+  unsigned n_ = 0;
+  // Listening sockets by address ("127.0.0.1:8080"), one per worker; owned by the workers'
+  // acceptors, recorded here so that a reload can hand the same ones to the next generation.
+  std::map<std::string, std::vector<int>> sockets_;
   std::vector<std::unique_ptr<Worker>> workers_;
   AccessLog* access_log_ = nullptr;
 };

@@ -104,11 +104,12 @@ size_t BodyFramer::admit(std::string_view avail) {
   return 0;
 }
 
-Session::Session(Worker& w, ListenerShared& ls, int fd, const SockAddr& peer)
+Session::Session(Worker& w, Generation& gen, ListenerShared& ls, int fd, const SockAddr& peer)
     : w_(w),
-      ls_(ls),
-      cfg_(*ls.cfg),
-      be_(w.backend(ls.backend_index)),
+      gen_(&gen),
+      ls_(&ls),
+      cfg_(ls.cfg),
+      be_(&gen.backends[ls.backend_index]),
       fd_(fd),
       client_ip_(ipText(peer)),
       peer_(peer),
@@ -118,7 +119,7 @@ Session::Session(Worker& w, ListenerShared& ls, int fd, const SockAddr& peer)
       up_timer_(this, kUpstreamTimer),
       tcp_(ls.cfg->mode == config::ListenerMode::kTcp),
       up_out_(w.pool()),
-      lstats_(w.stats().listeners[ls.index]) {}
+      lstats_(gen.listener_stats[ls.index]) {}
 
 Session::~Session() {
   if (fd_ >= 0) ::close(fd_);
@@ -126,7 +127,7 @@ Session::~Session() {
 
 void Session::start() {
   w_.loop().add(fd_, this);
-  w_.sessionOpened(this);
+  w_.sessionOpened(this, gen_);
   if (tcp_) {
     hash_ = balance::hash64(ipBytes(peer_));
     phase_ = Phase::kTunnel;
@@ -168,8 +169,8 @@ void Session::drainNow() {
     return;
   }
   client_timer_kind_ = ClientTimer::kIdle;
-  client_timer_.arm(
-      w_.loop().timers(std::min<int64_t>(kDrainGraceMs, w_.config().drain_timeout.count() / 2)));
+  client_timer_.arm(w_.loop().timers(
+      std::min<int64_t>(kDrainGraceMs, gen_->snap->cfg->drain_timeout.count() / 2)));
 }
 
 void Session::armClient(ClientTimer kind) {
@@ -179,10 +180,10 @@ void Session::armClient(ClientTimer kind) {
       client_timer_.cancel();
       break;
     case ClientTimer::kHeader:
-      client_timer_.arm(w_.loop().timers(cfg_.limits.header_timeout.count()));
+      client_timer_.arm(w_.loop().timers(cfg_->limits.header_timeout.count()));
       break;
     case ClientTimer::kIdle:
-      client_timer_.arm(w_.loop().timers(cfg_.limits.idle_timeout.count()));
+      client_timer_.arm(w_.loop().timers(cfg_->limits.idle_timeout.count()));
       break;
     case ClientTimer::kLinger:
       client_timer_.arm(w_.loop().timers(kLingerMs));
@@ -214,7 +215,7 @@ void Session::onTimer(int tag) {
     if (up_ && !up_->connected) {
       onConnectFailed();
     } else if (phase_ == Phase::kExchange && !resp_head_done_ && !resp_sent_any_) {
-      if (up_) w_.recordOutcome(be_, server_, false);
+      if (up_) w_.recordOutcome(*be_, server_, false);
       if (!retry(TryFailure::kTimeout)) respond(504);
     } else if (phase_ == Phase::kExchange && !resp_sent_any_) {
       respond(504);
@@ -232,7 +233,7 @@ int Session::readClient() {
     c_readable_ = false;
     return 0;
   }
-  if (n > 0) lstats_.bytes_in.add(static_cast<uint64_t>(n));
+  if (n > 0) lstats_->bytes_in.add(static_cast<uint64_t>(n));
   return static_cast<int>(n);
 }
 
@@ -263,7 +264,7 @@ void Session::drive() {
 bool Session::stepHead() {
   if (!in_.empty()) {
     http::RequestHead& req = w_.scratch_request;
-    auto r = http::parseRequestHead(in_.view(), cfg_.limits.max_header_bytes, req_state_, req);
+    auto r = http::parseRequestHead(in_.view(), cfg_->limits.max_header_bytes, req_state_, req);
     if (r.status == http::ParseStatus::kDone) {
       startRequest();
       return true;
@@ -289,6 +290,7 @@ bool Session::stepHead() {
 
 void Session::startRequest() {
   const http::RequestHead& req = w_.scratch_request;
+  if (gen_ != w_.current()) moveToCurrent();
   openRequest();
   req_bytes_ = req.head_length;
   if (w_.accessLog()) {
@@ -303,7 +305,7 @@ void Session::startRequest() {
     respond(501);  // a reverse proxy does not open tunnels to arbitrary authorities
     return;
   }
-  const uint64_t max_body = cfg_.limits.max_body_bytes;
+  const uint64_t max_body = cfg_->limits.max_body_bytes;
   if (max_body && req.body == http::BodyKind::kContentLength && req.content_length > max_body) {
     respond(413);
     return;
@@ -312,8 +314,8 @@ void Session::startRequest() {
   up_out_.clear();
   up_out_sent_ = 0;
   writeRequestHead(req, {client_ip_, upgrade_}, up_out_);
-  if (be_.hashed) {
-    std::string_view key = hashKeyOf(req, be_.cfg->hash_key, ipBytes(peer_));
+  if (be_->hashed) {
+    std::string_view key = hashKeyOf(req, be_->cfg->hash_key, ipBytes(peer_));
     hash_ = key.empty() ? w_.rng()() : balance::hash64(key);
   }
   in_.consume(req.head_length);  // `req` points into in_: not used past this line
@@ -321,14 +323,37 @@ void Session::startRequest() {
   resetExchange();
   armClient(ClientTimer::kNone);
   phase_ = Phase::kExchange;
-  ++be_.active_requests;
+  ++be_->active_requests;
   active_counted_ = true;
   routed_ = true;
-  be_.stats->requests.add();
+  be_->stats->requests.add();
   if (!connectUpstream()) {
-    be_.stats->no_server.add();
+    be_->stats->no_server.add();
     respond(503);
   }
+}
+
+void Session::moveToCurrent() {
+  // A reload happened since the last request: this one runs on the new config, if the listener
+  // is still there on the same address (this connection came through that socket); otherwise the
+  // connection ends after this request, which finishes on the old config.
+  Generation* next = w_.current();
+  const auto& listeners = next->snap->listeners;
+  for (size_t i = 0; i < listeners.size(); ++i) {
+    const ListenerShared& l = *listeners[i];
+    if (l.cfg->name != cfg_->name || !(l.cfg->listen == cfg_->listen) ||
+        l.cfg->mode != cfg_->mode || l.connections != ls_->connections) {
+      continue;
+    }
+    w_.sessionMoved(gen_, next);
+    gen_ = next;
+    ls_ = listeners[i].get();
+    cfg_ = ls_->cfg;
+    be_ = &next->backends[ls_->backend_index];
+    lstats_ = next->listener_stats[i];
+    return;
+  }
+  must_close_ = true;
 }
 
 void Session::openRequest() {
@@ -342,30 +367,30 @@ void Session::openRequest() {
   first_byte_us_ = -1;
   req_bytes_ = 0;
   resp_bytes_out_ = 0;
-  lstats_.requests.add();
+  lstats_->requests.add();
 }
 
 void Session::endRequest(int status) {
   if (!req_open_) return;
   req_open_ = false;
   const int64_t total_us = monoUs() - t_head_us_;
-  lstats_.respond(status);
+  lstats_->respond(status);
   if (routed_) {
-    be_.stats->respond(status);
-    be_.stats->duration.observe(static_cast<uint64_t>(std::max<int64_t>(0, total_us)));
+    be_->stats->respond(status);
+    be_->stats->duration.observe(static_cast<uint64_t>(std::max<int64_t>(0, total_us)));
   }
   if (AccessLog* log = w_.accessLog()) {
     AccessRecord r;
     r.unix_ms = unix_ms_;
-    r.listener = cfg_.name;
+    r.listener = cfg_->name;
     r.client = client_ip_;
     r.method = log_method_;
     r.path = log_path_;
     r.status = status;
     r.bytes_in = req_bytes_;
     r.bytes_out = resp_bytes_out_;
-    r.backend = be_.cfg->name;
-    if (routed_ && server_ >= 0) r.server = be_.servers[server_].cfg->name;
+    r.backend = be_->cfg->name;
+    if (routed_ && server_ >= 0) r.server = be_->servers[server_].cfg->name;
     r.retries = retries_;
     r.queue_us = queue_us_;
     r.connect_us = connect_us_;
@@ -376,13 +401,13 @@ void Session::endRequest(int status) {
 }
 
 void Session::countToBackend(uint64_t n) {
-  be_.stats->bytes_in.add(n);
-  if (server_ >= 0) be_.servers[server_].stats->bytes_in.add(n);
+  be_->stats->bytes_in.add(n);
+  if (server_ >= 0) be_->servers[server_].stats->bytes_in.add(n);
 }
 
 void Session::countFromBackend(uint64_t n) {
-  be_.stats->bytes_out.add(n);
-  if (server_ >= 0) be_.servers[server_].stats->bytes_out.add(n);
+  be_->stats->bytes_out.add(n);
+  if (server_ >= 0) be_->servers[server_].stats->bytes_out.add(n);
 }
 
 void Session::resetExchange() {
@@ -406,28 +431,28 @@ void Session::resetExchange() {
 
 bool Session::connectUpstream() {
   while (attempts_++ < kMaxAttempts) {
-    int s = w_.pickServer(be_, hash_, tried_);
+    int s = w_.pickServer(*be_, hash_, tried_);
     if (s < 0) return false;
-    ServerRt& srv = be_.servers[s];
+    ServerRt& srv = be_->servers[s];
     if (req_open_ && queue_us_ < 0) queue_us_ = monoUs() - t_head_us_;
     srv.stats->requests.add();
     UpstreamConn* c = w_.takeIdle(srv);
     if (!c) {
-      if (be_.max_pending && be_.pending >= be_.max_pending) return false;  // circuit breaker
+      if (be_->max_pending && be_->pending >= be_->max_pending) return false;  // circuit breaker
       auto fd = connectNonBlocking(srv.addr);
       if (!fd) {
         srv.stats->connect_failures.add();
-        be_.stats->connect_failures.add();
-        w_.markConnectFailure(be_, s);
+        be_->stats->connect_failures.add();
+        w_.markConnectFailure(*be_, s);
         tried_.add(s);
         continue;
       }
-      c = new UpstreamConn(w_, be_, s, *fd);
+      c = new UpstreamConn(w_, *be_, s, *fd);
       srv.stats->connects.add();
       t_connect_us_ = monoUs();
-      ++be_.pending;
+      ++be_->pending;
       pending_held_ = true;
-      up_timer_.arm(w_.loop().timers(be_.cfg->limits.connect_timeout.count()));
+      up_timer_.arm(w_.loop().timers(be_->cfg->limits.connect_timeout.count()));
     } else {
       c->reused = true;
       armUpstreamTimer();
@@ -435,7 +460,7 @@ bool Session::connectUpstream() {
     up_ = c;
     server_ = s;
     c->setOwner(this);
-    w_.requestStarted(be_, s);
+    w_.requestStarted(*be_, s);
     return true;
   }
   return false;
@@ -444,25 +469,25 @@ bool Session::connectUpstream() {
 void Session::releasePending() {
   if (!pending_held_) return;
   pending_held_ = false;
-  --be_.pending;
+  --be_->pending;
 }
 
 void Session::endRequestAccounting() {
   releasePending();
   if (budget_held_) {
     budget_held_ = false;
-    be_.retry_budget->release();
+    be_->retry_budget->release();
   }
   if (active_counted_) {
     active_counted_ = false;
-    --be_.active_requests;
+    --be_->active_requests;
   }
 }
 
 void Session::armUpstreamTimer() {
-  const auto& lim = be_.cfg->limits;
+  const auto& lim = be_->cfg->limits;
   int64_t ms = lim.timeout.count();
-  int64_t per_try = be_.cfg->retries.per_try_timeout.count();
+  int64_t per_try = be_->cfg->retries.per_try_timeout.count();
   if (!resp_head_done_ && per_try > 0 && per_try < ms) ms = per_try;
   up_timer_.arm(w_.loop().timers(ms));
 }
@@ -471,7 +496,7 @@ void Session::detachUpstream(bool reusable) {
   if (!up_) return;
   releasePending();
   up_timer_.cancel();
-  w_.requestFinished(be_, server_);
+  w_.requestFinished(*be_, server_);
   if (reusable) {
     up_->setOwner(nullptr);
     up_->reused = false;
@@ -493,7 +518,7 @@ bool Session::checkConnected() {
   up_->connected = true;
   releasePending();
   connect_us_ = monoUs() - t_connect_us_;
-  be_.stats->connect.observe(static_cast<uint64_t>(std::max<int64_t>(0, connect_us_)));
+  be_->stats->connect.observe(static_cast<uint64_t>(std::max<int64_t>(0, connect_us_)));
   if (tcp_) {
     up_timer_.cancel();  // the tunnel's idle timer (client timer) takes over
   } else {
@@ -504,15 +529,15 @@ bool Session::checkConnected() {
 
 void Session::onConnectFailed() {
   int s = server_;
-  be_.servers[s].stats->connect_failures.add();
-  be_.stats->connect_failures.add();
-  w_.markConnectFailure(be_, s);
-  w_.recordOutcome(be_, s, false);
+  be_->servers[s].stats->connect_failures.add();
+  be_->stats->connect_failures.add();
+  w_.markConnectFailure(*be_, s);
+  w_.recordOutcome(*be_, s, false);
   detachUpstream(false);
   tried_.add(s);
   // Nothing reached the backend, so trying another server is always safe (and cheap: it does not
   // count against `attempts` or the budget); `retry_on` without connect_failure turns it off.
-  if ((tcp_ || be_.cfg->retries.on_connect_failure) && connectUpstream()) return;
+  if ((tcp_ || be_->cfg->retries.on_connect_failure) && connectUpstream()) return;
   if (tcp_) {
     closeNow();
   } else {
@@ -532,7 +557,7 @@ void Session::onUpstreamBroken() {
     if (connectUpstream()) return;
   } else if (up_) {
     // The server failed this try: count it, and retry elsewhere if the request may be replayed.
-    w_.recordOutcome(be_, server_, false);
+    w_.recordOutcome(*be_, server_, false);
     if (!resp_head_done_ && retry(TryFailure::kReset)) return;
   }
   detachUpstream(false);
@@ -553,24 +578,24 @@ bool Session::replayable() const {
 }
 
 bool Session::retriableStatus(int status) const {
-  const auto& codes = be_.cfg->retries.on_statuses;
+  const auto& codes = be_->cfg->retries.on_statuses;
   return std::find(codes.begin(), codes.end(), status) != codes.end();
 }
 
 bool Session::retry(TryFailure why) {
-  const config::Retries& r = be_.cfg->retries;
+  const config::Retries& r = be_->cfg->retries;
   if (tcp_ || retries_ >= r.attempts || !replayable()) return false;
   if ((why == TryFailure::kReset || why == TryFailure::kTimeout) && !r.on_reset) return false;
   PickExclusions next = tried_;
   next.add(server_);
-  if (w_.pickServer(be_, hash_, next) < 0) return false;  // nowhere else to go: caller answers
+  if (w_.pickServer(*be_, hash_, next) < 0) return false;  // nowhere else to go: caller answers
   // The budget is held from the first retry until the request ends.
   if (!budget_held_) {
-    if (!be_.retry_budget->tryAcquire(be_.active_requests)) return false;
+    if (!be_->retry_budget->tryAcquire(be_->active_requests)) return false;
     budget_held_ = true;
   }
   ++retries_;
-  be_.stats->retries.add();
+  be_->stats->retries.add();
   int s = server_;
   detachUpstream(false);
   tried_.add(s);
@@ -616,7 +641,7 @@ bool Session::pumpRequest() {
       }
       return true;
     }
-    const uint64_t max_body = cfg_.limits.max_body_bytes;
+    const uint64_t max_body = cfg_->limits.max_body_bytes;
     if (max_body && req_body_.chunked.dataBytes() > max_body) {
       if (!resp_sent_any_) {
         respond(413);
@@ -677,7 +702,7 @@ bool Session::flushClient(bool with_body) {
     return true;
   }
   if (n <= 0) return false;
-  lstats_.bytes_out.add(static_cast<uint64_t>(n));
+  lstats_->bytes_out.add(static_cast<uint64_t>(n));
   if (req_open_) resp_bytes_out_ += static_cast<uint64_t>(n);
   size_t from_out = std::min(static_cast<size_t>(n), out_.size());
   out_.consume(from_out);
@@ -714,7 +739,7 @@ bool Session::pumpResponse() {
     auto r = http::parseResponseHead(in.view(), kMaxResponseHead, method_, resp_state_, resp);
     if (r.status == http::ParseStatus::kIncomplete) break;
     if (r.status == http::ParseStatus::kError) {
-      log::debug("invalid response from {}: {}", be_.servers[server_].cfg->name,
+      log::debug("invalid response from {}: {}", be_->servers[server_].cfg->name,
                  http::describe(r.error));
       detachUpstream(false);
       if (!resp_sent_any_) {
@@ -732,9 +757,9 @@ bool Session::pumpResponse() {
       in.consume(resp.head_length);
       continue;
     }
-    const bool failed = Worker::isFailureStatus(*be_.cfg, resp.status);
-    be_.servers[server_].stats->respond(resp.status);
-    w_.recordOutcome(be_, server_, !failed);
+    const bool failed = Worker::isFailureStatus(*be_->cfg, resp.status);
+    be_->servers[server_].stats->respond(resp.status);
+    w_.recordOutcome(*be_, server_, !failed);
     if (failed && retriableStatus(resp.status) && retry(TryFailure::kStatus)) return true;
     status_ = resp.status;
     if (up_out_sent_ < up_out_.size()) {
@@ -895,7 +920,7 @@ bool Session::stepTunnel() {
       return true;
     }
     if (n > 0) {
-      lstats_.bytes_out.add(static_cast<uint64_t>(n));
+      lstats_->bytes_out.add(static_cast<uint64_t>(n));
       size_t from_out = std::min(static_cast<size_t>(n), out_.size());
       out_.consume(from_out);
       uin.consume(static_cast<size_t>(n) - from_out);
@@ -952,7 +977,7 @@ bool Session::stepSplicedTunnel() {
       c_eof_ = true;
       c_readable_ = false;
     }
-    if (n > 0) lstats_.bytes_in.add(static_cast<uint64_t>(n));
+    if (n > 0) lstats_->bytes_in.add(static_cast<uint64_t>(n));
     p |= n != -1;
   }
   // backend -> client
@@ -962,7 +987,7 @@ bool Session::stepSplicedTunnel() {
       closeNow();
       return true;
     }
-    if (n > 0) lstats_.bytes_out.add(static_cast<uint64_t>(n));
+    if (n > 0) lstats_->bytes_out.add(static_cast<uint64_t>(n));
     p |= n > 0;
   }
   if (u2c_.empty() && up_->readable && !up_->eof) {
@@ -1042,8 +1067,8 @@ void Session::closeNow() {
   in_.clear();
   out_.clear();
   up_out_.clear();
-  ls_.connections.fetch_sub(1, std::memory_order_relaxed);
-  w_.sessionClosed(this);
+  ls_->connections->fetch_sub(1, std::memory_order_relaxed);
+  w_.sessionClosed(this, gen_);
   w_.loop().destroyLater(std::unique_ptr<Deferred>(this));
 }
 

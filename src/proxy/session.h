@@ -35,7 +35,7 @@ struct BodyFramer {
 
 class Session final : public IoHandler, public TimerHandler, public UpstreamOwner, public Deferred {
  public:
-  Session(Worker& w, ListenerShared& ls, int fd, const SockAddr& peer);
+  Session(Worker& w, Generation& gen, ListenerShared& ls, int fd, const SockAddr& peer);
   ~Session() override;
 
   void start();
@@ -85,6 +85,7 @@ class Session final : public IoHandler, public TimerHandler, public UpstreamOwne
   // Request accounting (metrics, access log): opened when a request head is complete (or a
   // malformed one is answered), ended exactly once with the status the client got (0 = none).
   void openRequest();
+  void moveToCurrent();  // between requests: onto the worker's current generation
   void endRequest(int status);
   void countToBackend(uint64_t n);    // request bytes written to the server
   void countFromBackend(uint64_t n);  // response bytes read from the server
@@ -95,9 +96,10 @@ class Session final : public IoHandler, public TimerHandler, public UpstreamOwne
   int readClient();  // >0 bytes, 0 EOF, -1 would block / error (sets flags)
 
   Worker& w_;
-  ListenerShared& ls_;
-  const config::Listener& cfg_;
-  BackendRt& be_;
+  Generation* gen_;  // pinned: the config this connection runs on (see moveToCurrent)
+  ListenerShared* ls_;
+  const config::Listener* cfg_;
+  BackendRt* be_;
   int fd_;
   std::string client_ip_;
   SockAddr peer_;
@@ -148,7 +150,7 @@ class Session final : public IoHandler, public TimerHandler, public UpstreamOwne
   bool upgrade_ = false;
   http::Method method_ = http::Method::kGet;
 
-  ListenerStats& lstats_;
+  ListenerStats* lstats_;
   bool req_open_ = false;  // a request is being accounted
   bool routed_ = false;    // it was handed to the backend (counted there too)
   int status_ = 0;         // final status of the response from the server

@@ -1,10 +1,12 @@
 #pragma once
 // What one worker counts (DESIGN §1: workers bump their own counters, the scrape sums them).
-// Indexed like the config: listeners[i] is Config::listeners[i], backends[b].servers[s] is
-// Config::backends[b].servers[s]. Bytes follow HAProxy's convention at every level: "in" is what
+// Bytes follow HAProxy's convention at every level: "in" is what
 // clients send (requests), "out" is what they receive (responses).
 #include <cstddef>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <string>
 
 #include "config/config.h"
 #include "core/stats.h"
@@ -37,25 +39,33 @@ struct BackendStats : TrafficStats {
   Counter no_server;   // requests answered 503 because no server could take them
   Histogram duration;  // request: head received -> last response byte sent
   Histogram connect;   // new upstream connection: connect() -> writable
-  std::unique_ptr<ServerStats[]> servers;
-  size_t server_count = 0;
 };
 
-struct WorkerStats {
-  explicit WorkerStats(const config::Config& cfg)
-      : listeners(std::make_unique<ListenerStats[]>(cfg.listeners.size())),
-        listener_count(cfg.listeners.size()),
-        backends(std::make_unique<BackendStats[]>(cfg.backends.size())),
-        backend_count(cfg.backends.size()) {
-    for (size_t b = 0; b < backend_count; ++b) {
-      backends[b].server_count = cfg.backends[b].servers.size();
-      backends[b].servers = std::make_unique<ServerStats[]>(backends[b].server_count);
-    }
+// One worker's counters by name, kept across config reloads: a listener, backend or server that
+// is still there after a reload counts on where it was (a server is the same server if its name
+// and address are). Entries are found or created when a worker builds a generation (at start and
+// on reloads, never per request) and when the control thread sums them; both lock. The counters
+// themselves are written without a lock by the owning worker only.
+class StatsRegistry {
+ public:
+  ListenerStats* listener(const std::string& name) { return find(listeners_, name); }
+  BackendStats* backend(const std::string& name) { return find(backends_, name); }
+  ServerStats* server(const std::string& backend, const config::Server& s) {
+    return find(servers_, backend + "/" + s.name + "@" + s.address.text());
   }
-  std::unique_ptr<ListenerStats[]> listeners;
-  size_t listener_count;
-  std::unique_ptr<BackendStats[]> backends;
-  size_t backend_count;
+
+ private:
+  template <typename T>
+  T* find(std::map<std::string, std::unique_ptr<T>>& m, const std::string& key) {
+    std::lock_guard<std::mutex> g(mu_);
+    auto& slot = m[key];
+    if (!slot) slot = std::make_unique<T>();
+    return slot.get();
+  }
+  std::mutex mu_;
+  std::map<std::string, std::unique_ptr<ListenerStats>> listeners_;
+  std::map<std::string, std::unique_ptr<BackendStats>> backends_;
+  std::map<std::string, std::unique_ptr<ServerStats>> servers_;
 };
 
 }  // namespace tandem::proxy

@@ -1,7 +1,7 @@
 #pragma once
 // A connection from a worker to one backend server. While a session uses it, its events go to that
-// session; while idle in the pool, any event (the server closed it, or sent unsolicited bytes) means
-// it cannot be reused, so it is closed.
+// session; while idle in the pool, any event (the server closed it, or sent unsolicited bytes)
+// means it cannot be reused, so it is closed.
 #include <cstdint>
 
 #include "core/buffer.h"

@@ -22,13 +22,21 @@ constexpr uint32_t kSlowStartWeightUnit = 20;
 constexpr int64_t kAcceptBackoffMs = 100;  // after EMFILE/ENFILE
 }  // namespace
 
-// Accepts connections on this worker's SO_REUSEPORT socket for one listener.
+// Accepts connections on this worker's SO_REUSEPORT socket for one listener. On a reload that
+// keeps the listener's address, the acceptor (and its socket) stays and is pointed at the new
+// generation's listener.
 class Worker::Acceptor final : public IoHandler, public TimerHandler {
  public:
-  Acceptor(Worker& w, ListenerShared& ls, int fd) : w_(w), ls_(ls), fd_(fd), backoff_(this, 0) {
+  Acceptor(Worker& w, int fd) : w_(w), fd_(fd), backoff_(this, 0) {
     w_.loop().add(fd_, this, EPOLLIN | EPOLLET);
   }
   ~Acceptor() { stop(); }
+
+  void retarget(ListenerShared* ls, ListenerStats* stats) {
+    ls_ = ls;
+    stats_ = stats;
+  }
+  int fd() const { return fd_; }
 
   void stop() {
     if (fd_ < 0) return;
@@ -51,46 +59,84 @@ class Worker::Acceptor final : public IoHandler, public TimerHandler {
         if (errno == EINTR || errno == ECONNABORTED) continue;
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
           // Out of descriptors: pause instead of spinning on a socket that stays readable.
-          log::warn("listener {}: accept: {}; pausing {} ms", ls_.cfg->name, strerror(errno),
+          log::warn("listener {}: accept: {}; pausing {} ms", ls_->cfg->name, strerror(errno),
                     kAcceptBackoffMs);
           backoff_.arm(w_.loop().timers(kAcceptBackoffMs));
         }
         return;
       }
-      if (ls_.connections.fetch_add(1, std::memory_order_relaxed) >=
-          ls_.cfg->limits.max_connections) {
-        ls_.connections.fetch_sub(1, std::memory_order_relaxed);
+      std::atomic<uint32_t>& open = *ls_->connections;
+      if (open.fetch_add(1, std::memory_order_relaxed) >= ls_->cfg->limits.max_connections) {
+        open.fetch_sub(1, std::memory_order_relaxed);
         ::close(c);
         continue;
       }
       setNoDelay(c);
-      w_.stats().listeners[ls_.index].connections.add();
-      auto* s = new Session(w_, ls_, c, peer);
+      stats_->connections.add();
+      auto* s = new Session(w_, *w_.current(), *ls_, c, peer);
       s->start();
     }
   }
 
   Worker& w_;
-  ListenerShared& ls_;
+  ListenerShared* ls_ = nullptr;
+  ListenerStats* stats_ = nullptr;
   int fd_;
   Timer backoff_;
 };
 
-Worker::Worker(int id, unsigned worker_count, std::shared_ptr<const config::Config> cfg,
-               std::vector<ListenerShared*> shared, std::vector<int> listen_fds, uint64_t seed,
-               health::HealthManager* health)
-    : id_(id),
-      cfg_(std::move(cfg)),
-      rng_(seed),
-      stats_(*cfg_),
-      health_manager_(health),
-      worker_count_(worker_count ? worker_count : 1) {
-  backends_.resize(cfg_->backends.size());
-  for (size_t bi = 0; bi < cfg_->backends.size(); ++bi) {
-    const config::Backend& bc = cfg_->backends[bi];
-    BackendRt& b = backends_[bi];
+Worker::Worker(int id, unsigned worker_count, uint64_t seed)
+    : id_(id), rng_(seed), worker_count_(worker_count ? worker_count : 1) {
+  loop_.setWakeHandler([this] {
+    std::shared_ptr<const Snapshot> snap;
+    std::vector<int> fds;
+    std::shared_ptr<const health::HealthView> v;
+    {
+      std::lock_guard<std::mutex> g(mailbox_mu_);
+      snap.swap(pending_snap_);
+      fds.swap(pending_fds_);
+      v.swap(pending_health_);
+    }
+    // A snapshot first: a health view that came with it belongs to the new generation.
+    if (snap) apply(std::move(snap), std::move(fds));
+    if (v && gen_ && v->source == gen_->snap->health.get()) {
+      gen_->health = v;  // the previous view is released here, on the worker's own thread
+      applyHealth(*gen_, *gen_->health);
+    }
+    if (drain_requested_.load() && !draining_) onDrain();
+  });
+}
+
+void Worker::init(std::shared_ptr<const Snapshot> snap, std::vector<int> listen_fds) {
+  apply(std::move(snap), std::move(listen_fds));
+}
+
+void Worker::publishSnapshot(std::shared_ptr<const Snapshot> snap, std::vector<int> listen_fds) {
+  {
+    std::lock_guard<std::mutex> g(mailbox_mu_);
+    // A later snapshot replaces one not applied yet; its sockets are a superset (kept ones keep
+    // their numbers), so only listeners of the skipped one that the later one drops are lost,
+    // and those are closed by the server.
+    pending_snap_ = std::move(snap);
+    pending_fds_ = std::move(listen_fds);
+  }
+  loop_.wake();
+}
+
+std::unique_ptr<Generation> Worker::build(std::shared_ptr<const Snapshot> snap) {
+  auto gen = std::make_unique<Generation>();
+  gen->snap = std::move(snap);
+  const config::Config& cfg = *gen->snap->cfg;
+  for (const config::Listener& l : cfg.listeners)
+    gen->listener_stats.push_back(stats_.listener(l.name));
+  gen->backends.resize(cfg.backends.size());
+  for (size_t bi = 0; bi < cfg.backends.size(); ++bi) {
+    const config::Backend& bc = cfg.backends[bi];
+    BackendRt& b = gen->backends[bi];
     b.cfg = &bc;
-    b.stats = &stats_.backends[bi];
+    b.index = static_cast<int>(bi);
+    b.gen = gen.get();
+    b.stats = stats_.backend(bc.name);
     b.hashed = balance::isHashAlgorithm(bc.balance);
     b.servers.resize(bc.servers.size());
     // Limits are per process; each worker takes its share (rounded up, at least 1).
@@ -105,7 +151,7 @@ Worker::Worker(int id, unsigned worker_count, std::shared_ptr<const config::Conf
       const config::Server& sc = bc.servers[si];
       ServerRt& s = b.servers[si];
       s.cfg = &sc;
-      s.stats = &b.stats->servers[si];
+      s.stats = stats_.server(bc.name, sc);
       s.health.weight = static_cast<uint16_t>(sc.weight);
       auto addr = parseAddress(sc.address.host, sc.address.port);
       if (addr) s.addr = *addr;  // validated by the config loader
@@ -118,40 +164,79 @@ Worker::Worker(int id, unsigned worker_count, std::shared_ptr<const config::Conf
       grp.active.assign(grp.members.size(), 0);
     }
   }
-  if (health_manager_) health_ = health_manager_->current();
-  if (health_) {
-    applyHealth(*health_);
+  if (gen->snap->health) gen->health = gen->snap->health->current();
+  if (gen->health) {
+    applyHealth(*gen, *gen->health);
   } else {
-    for (BackendRt& b : backends_) rebuildBalancers(b);
+    for (BackendRt& b : gen->backends) rebuildBalancers(b);
   }
-  for (size_t i = 0; i < shared.size(); ++i) {
-    acceptors_.push_back(std::make_unique<Acceptor>(*this, *shared[i], listen_fds[i]));
+  return gen;
+}
+
+void Worker::apply(std::shared_ptr<const Snapshot> snap, std::vector<int> fds) {
+  auto gen = build(std::move(snap));
+  // Acceptors: keep those whose socket is still in the list, open the new ones, close the rest.
+  std::vector<std::unique_ptr<Acceptor>> next;
+  for (size_t i = 0; i < fds.size(); ++i) {
+    std::unique_ptr<Acceptor> a;
+    for (auto& old : acceptors_) {
+      if (old && old->fd() == fds[i]) a = std::move(old);
+    }
+    if (!a) a = std::make_unique<Acceptor>(*this, fds[i]);
+    a->retarget(gen->snap->listeners[i].get(), gen->listener_stats[i]);
+    next.push_back(std::move(a));
   }
-  loop_.setWakeHandler([this] {
-    std::shared_ptr<const health::HealthView> v;
-    {
-      std::lock_guard<std::mutex> g(health_mu_);
-      v.swap(pending_health_);
+  acceptors_ = std::move(next);  // the ones left behind close their sockets
+  if (draining_) {
+    for (auto& a : acceptors_) a->stop();
+  }
+  if (gen_) retire(std::move(gen_));
+  gen_ = std::move(gen);
+  applied_.store(gen_->snap->id);
+}
+
+void Worker::retire(std::unique_ptr<Generation> g) {
+  g->retired = true;
+  // Idle upstream connections belong to the old balancers and pools: close them now (nothing is
+  // in flight on them); busy ones are closed when their request ends (putIdle).
+  for (BackendRt& b : g->backends) {
+    for (ServerRt& s : b.servers) {
+      std::vector<UpstreamConn*> idle;
+      idle.swap(s.idle);
+      for (UpstreamConn* c : idle) c->close();
     }
-    if (v) {
-      health_ = v;  // the previous snapshot is released here, on the worker's own thread
-      applyHealth(*health_);
-    }
-    if (drain_requested_.load() && !draining_) onDrain();
-  });
+  }
+  if (g->sessions == 0) return;  // freed here (the snapshot's health manager with it, maybe)
+  retired_.push_back(std::move(g));
+}
+
+void Worker::release(Generation* g) {
+  if (!g->retired || g->sessions > 0) return;
+  for (auto& r : retired_) {
+    if (r.get() != g) continue;
+    // Deferred: the session that let go of it may still be on the stack.
+    struct Grave : Deferred {
+      explicit Grave(std::unique_ptr<Generation> g) : g(std::move(g)) {}
+      std::unique_ptr<Generation> g;
+    };
+    loop_.destroyLater(std::make_unique<Grave>(std::move(r)));
+    r = std::move(retired_.back());
+    retired_.pop_back();
+    return;
+  }
 }
 
 void Worker::publishHealth(std::shared_ptr<const health::HealthView> view) {
   {
-    std::lock_guard<std::mutex> g(health_mu_);
+    std::lock_guard<std::mutex> g(mailbox_mu_);
     pending_health_ = std::move(view);
   }
   loop_.wake();
 }
 
-void Worker::applyHealth(const health::HealthView& view) {
-  for (size_t bi = 0; bi < backends_.size() && bi < view.backends.size(); ++bi) {
-    BackendRt& b = backends_[bi];
+void Worker::applyHealth(Generation& g, const health::HealthView& view) {
+  for (size_t bi = 0; bi < g.backends.size() && bi < view.backends.size(); ++bi) {
+    BackendRt& b = g.backends[bi];
     const health::BackendView& bv = view.backends[bi];
     b.panic = bv.panic;
     bool weights_changed = false;
@@ -198,12 +283,17 @@ void Worker::rebuildBalancers(BackendRt& b) {
 Worker::~Worker() {
   acceptors_.clear();
   // Sessions and upstream connections are owned by the loop's graveyard or closed by drain.
-  for (BackendRt& b : backends_) {
-    for (ServerRt& s : b.servers) {
-      for (UpstreamConn* c : s.idle) delete c;
-      s.idle.clear();
+  auto freeIdle = [](Generation* g) {
+    if (!g) return;
+    for (BackendRt& b : g->backends) {
+      for (ServerRt& s : b.servers) {
+        for (UpstreamConn* c : s.idle) delete c;
+        s.idle.clear();
+      }
     }
-  }
+  };
+  freeIdle(gen_.get());
+  for (auto& g : retired_) freeIdle(g.get());
 }
 
 void Worker::start() {
@@ -272,13 +362,14 @@ void Worker::recordOutcome(BackendRt& b, int server, bool ok) {
     return;
   }
   s.stats->failures.add();
-  if (!b.cfg->passive.enabled || !health_manager_) return;
+  health::HealthManager* manager = b.gen->snap->health.get();
+  if (!b.cfg->passive.enabled || !manager) return;
   if (++s.consecutive_failures >= b.cfg->passive.consecutive_failures) {
     s.consecutive_failures = 0;
     // Provisional: this worker stops sending right away instead of waiting for the round trip
     // through the control thread; the verdict (or this short hold's end) decides after that.
     s.failed_until_ms = loop_.now() + kProvisionalEjectionMs;
-    health_manager_->reportFailureStreak(static_cast<int>(&b - backends_.data()), server);
+    manager->reportFailureStreak(b.index, server);
   }
 }
 
@@ -315,7 +406,8 @@ UpstreamConn* Worker::takeIdle(ServerRt& s) {
 
 void Worker::putIdle(UpstreamConn* c) {
   ServerRt& s = c->backend().servers[c->server()];
-  if (draining_ || s.idle.size() >= c->backend().cfg->limits.max_idle_per_server) {
+  if (draining_ || c->backend().gen->retired ||
+      s.idle.size() >= c->backend().cfg->limits.max_idle_per_server) {
     c->close();
     return;
   }
@@ -334,18 +426,27 @@ void Worker::upstreamClosed(UpstreamConn* c) {
   }
 }
 
-void Worker::sessionOpened(Session* s) {
+void Worker::sessionOpened(Session* s, Generation* g) {
   s->worker_index = sessions_.size();
   sessions_.push_back(s);
+  ++g->sessions;
 }
 
-void Worker::sessionClosed(Session* s) {
+void Worker::sessionMoved(Generation* from, Generation* to) {
+  ++to->sessions;
+  --from->sessions;
+  release(from);
+}
+
+void Worker::sessionClosed(Session* s, Generation* g) {
   size_t i = s->worker_index;
   if (i < sessions_.size() && sessions_[i] == s) {
     sessions_[i] = sessions_.back();
     sessions_[i]->worker_index = i;
     sessions_.pop_back();
   }
+  --g->sessions;
+  release(g);
   maybeFinish();
 }
 

@@ -1,7 +1,13 @@
 #pragma once
 // A worker: one thread, one event loop, its own SO_REUSEPORT listeners, balancers, upstream
 // connection pools and counters. Nothing here is shared with other workers except the immutable
-// config and the per-listener connection counters (one atomic increment per accepted connection).
+// snapshot (config, health manager) and the per-listener connection counters (one atomic
+// increment per accepted connection).
+//
+// Reloads: the server publishes a new Snapshot; each worker builds a Generation from it (its
+// balancers and pools for that config) on its own thread. Sessions pin the generation they use;
+// in-flight requests finish on theirs, the next request of a keep-alive connection moves to the
+// current one, and a retired generation is freed when its last session leaves.
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -33,7 +39,21 @@ struct ListenerShared {
   const config::Listener* cfg = nullptr;
   int index = 0;  // in Config::listeners
   int backend_index = -1;
-  std::atomic<uint32_t> connections{0};
+  // Open connections, for max_connections; kept across reloads while the address stays.
+  std::shared_ptr<std::atomic<uint32_t>> connections = std::make_shared<std::atomic<uint32_t>>(0);
+};
+
+// What every worker runs from: one config, its listeners, and the health manager of that config.
+// Immutable once published; shared by all workers.
+struct Snapshot {
+  uint64_t id = 0;  // 1, 2, ... per successful load: the config revision
+  std::shared_ptr<const config::Config> cfg;
+  std::string source = "file";  // file | etcd
+  std::string origin;           // the file path, or etcd key
+  int64_t source_revision = 0;  // etcd: the key's mod_revision
+  int64_t loaded_unix_ms = 0;
+  std::vector<std::shared_ptr<ListenerShared>> listeners;  // parallel to cfg->listeners
+  std::shared_ptr<health::HealthManager> health;
 };
 
 // One server of a backend, as seen by one worker.
@@ -69,6 +89,18 @@ struct BackendRt {
   uint32_t max_pending = 0;               // this worker's share of max_pending
   std::unique_ptr<health::RetryBudget> retry_budget;
   BackendStats* stats = nullptr;  // this worker's counters for the backend
+  int index = 0;                  // in Config::backends
+  struct Generation* gen = nullptr;
+};
+
+// A worker's runtime for one Snapshot.
+struct Generation {
+  std::shared_ptr<const Snapshot> snap;
+  std::vector<BackendRt> backends;
+  std::vector<ListenerStats*> listener_stats;  // parallel to snap->listeners
+  std::shared_ptr<const health::HealthView> health;
+  uint32_t sessions = 0;  // open sessions pinned to it
+  bool retired = false;   // a newer one is current
 };
 
 // Why a pick found no server.
@@ -98,12 +130,16 @@ struct PickExclusions {
 
 class Worker {
  public:
-  Worker(int id, unsigned worker_count, std::shared_ptr<const config::Config> cfg,
-         std::vector<ListenerShared*> shared, std::vector<int> listen_fds, uint64_t seed,
-         health::HealthManager* health);
+  Worker(int id, unsigned worker_count, uint64_t seed);
   ~Worker();
 
+  // Before start(): the first snapshot and this worker's listening sockets (one per listener of
+  // the snapshot, parallel to snap->listeners; the worker owns and closes them).
+  void init(std::shared_ptr<const Snapshot> snap, std::vector<int> listen_fds);
   void start();
+  // Thread-safe: a new snapshot (config reload) with this worker's sockets for it; sockets of
+  // listeners that are kept are the same numbers as before. Applied on the worker's thread.
+  void publishSnapshot(std::shared_ptr<const Snapshot> snap, std::vector<int> listen_fds);
   // Thread-safe: stop accepting, let sessions finish, then end the thread.
   void drain();
   void join();
@@ -111,26 +147,27 @@ class Worker {
   EventLoop& loop() { return loop_; }
   BufferPool& pool() { return pool_; }
   balance::Random& rng() { return rng_; }
-  // Thread-safe to read from any thread (single-writer counters); written by this worker only.
-  WorkerStats& stats() { return stats_; }
-  const WorkerStats& stats() const { return stats_; }
+  // Thread-safe (find-or-create locks; the counters are single-writer atomics).
+  StatsRegistry& stats() { return stats_; }
   // Optional access log (set before start()); nullptr when off.
   void setAccessLog(AccessLog* log) { access_log_ = log; }
   AccessLog* accessLog() const { return access_log_; }
   int id() const { return id_; }
-  const config::Config& config() const { return *cfg_; }
   bool draining() const { return draining_; }
+  Generation* current() { return gen_.get(); }
+  // Thread-safe: id of the snapshot this worker runs new requests on.
+  uint64_t appliedSnapshot() const { return applied_.load(); }
 
   // Picks a server of backend `b` for a request with key hash `hash`; -1 if none can take it
   // (then `why` says whether none was healthy or all were at their limits).
   int pickServer(BackendRt& b, uint64_t hash, const PickExclusions& ex, PickFailure* why = nullptr);
-  // Thread-safe: a new health snapshot from the control thread (applied on the worker's thread).
+  // Thread-safe: a new health snapshot from the control thread (applied on the worker's thread
+  // if it belongs to the current generation's health manager).
   void publishHealth(std::shared_ptr<const health::HealthView> view);
   // Passive outlier detection: the outcome of one try on a server.
   void recordOutcome(BackendRt& b, int server, bool ok);
   // HTTP statuses that count as a failed try for passive detection.
   static bool isFailureStatus(const config::Backend& b, int status);
-  BackendRt& backend(int i) { return backends_[i]; }
 
   // In-flight accounting used by least_conn / p2c.
   void requestStarted(BackendRt& b, int server);
@@ -142,8 +179,10 @@ class Worker {
   void putIdle(UpstreamConn* c);
   void upstreamClosed(UpstreamConn* c);
 
-  void sessionOpened(Session* s);
-  void sessionClosed(Session* s);
+  // Sessions pin a generation: opened/closed/moved keep its session count.
+  void sessionOpened(Session* s, Generation* g);
+  void sessionMoved(Generation* from, Generation* to);
+  void sessionClosed(Session* s, Generation* g);
 
   // Parsed heads are used right after a parse completes and never kept, so one per worker suffices
   // (an idle connection must not carry kilobytes of header slots).
@@ -156,26 +195,31 @@ class Worker {
   class Acceptor;
   void onDrain();
   void maybeFinish();
-  void applyHealth(const health::HealthView& view);
+  void apply(std::shared_ptr<const Snapshot> snap, std::vector<int> fds);
+  std::unique_ptr<Generation> build(std::shared_ptr<const Snapshot> snap);
+  void retire(std::unique_ptr<Generation> g);
+  void release(Generation* g);
+  void applyHealth(Generation& g, const health::HealthView& view);
   void rebuildBalancers(BackendRt& b);
 
   int id_;
-  std::shared_ptr<const config::Config> cfg_;
   EventLoop loop_;
   BufferPool pool_;
   balance::Random rng_;
-  WorkerStats stats_;
+  StatsRegistry stats_;
   AccessLog* access_log_ = nullptr;
-  health::HealthManager* health_manager_ = nullptr;
-  std::shared_ptr<const health::HealthView> health_;
-  std::mutex health_mu_;  // guards pending_health_ (written by the control thread)
+  std::unique_ptr<Generation> gen_;
+  std::vector<std::unique_ptr<Generation>> retired_;
+  std::mutex mailbox_mu_;  // guards the two pending_ fields (written by other threads)
   std::shared_ptr<const health::HealthView> pending_health_;
+  std::shared_ptr<const Snapshot> pending_snap_;
+  std::vector<int> pending_fds_;
   unsigned worker_count_ = 1;
   std::vector<std::unique_ptr<Acceptor>> acceptors_;
-  std::vector<BackendRt> backends_;
   std::vector<Session*> sessions_;  // for draining; index kept in the session
   bool draining_ = false;
   std::atomic<bool> drain_requested_{false};
+  std::atomic<uint64_t> applied_{0};
   std::thread thread_;
 };
 

@@ -31,8 +31,8 @@ backends:
   return *c;
 }
 
-Snapshot snapshotFor(const config::Config& cfg) {
-  Snapshot s;
+Totals snapshotFor(const config::Config& cfg) {
+  Totals s;
   s.listeners.resize(cfg.listeners.size());
   s.backends.resize(cfg.backends.size());
   for (size_t b = 0; b < cfg.backends.size(); ++b) {
@@ -45,7 +45,7 @@ Snapshot snapshotFor(const config::Config& cfg) {
 // it (one HELP and one TYPE each, never repeated), names and labels are well formed.
 TEST(Metrics, ExpositionIsWellFormed) {
   config::Config cfg = twoBackends();
-  Snapshot snap = snapshotFor(cfg);
+  Totals snap = snapshotFor(cfg);
   snap.listeners[0].requests = 7;
   snap.listeners[0].responses[2] = 6;
   snap.backends[0].duration.buckets[3] = 4;
@@ -96,7 +96,7 @@ TEST(Metrics, ExpositionIsWellFormed) {
 
 TEST(TimeSeries, RatesAndQuantilesFromDeltas) {
   config::Config cfg = twoBackends();
-  Snapshot s = snapshotFor(cfg);
+  Totals s = snapshotFor(cfg);
   ProcessStats p;
   TimeSeries ts(3);
   ts.add(1000, 1'700'000'000'000, s, p);  // baseline only
