@@ -10,7 +10,7 @@ PACKAGES=(
   # dashboard (npm packages come from web/package-lock.json, installed by the build)
   nodejs
   # tests
-  libgtest-dev libgmock-dev libbenchmark-dev python3 python3-pytest curl procps iproute2
+  libgtest-dev libgmock-dev libbenchmark-dev python3 python3-pytest curl procps iproute2 etcd-server
   python3-prometheus-client chromium
   # benchmarks (peers we compare against, load generator)
   haproxy nginx-light wrk util-linux
