@@ -7,13 +7,11 @@
 #include <cstdlib>
 #include <memory>
 
-#include "admin/admin_server.h"
 #include "admin/ctl.h"
+#include "app/run.h"
 #include "config/config.h"
-#include "core/clock.h"
+#include "config/config_push.h"
 #include "core/log.h"
-#include "proxy/access_log.h"
-#include "proxy/server.h"
 
 namespace {
 
@@ -30,105 +28,6 @@ int cmdCheck(const std::string& path) {
   std::printf("%s: ok (%zu listener(s), %zu backend(s))\n", path.c_str(), cfg->listeners.size(),
               cfg->backends.size());
   return 0;
-}
-
-// SIGHUP: load, validate and apply the file; a bad one is rejected with every FILE:LINE: reason,
-// an event and an alert, and the running config stays.
-bool reloadFile(tandem::proxy::Server& server, tandem::admin::AdminServer* admin,
-                const std::string& path) {
-  using tandem::log::error;
-  auto rejected = [&](const std::string& why) {
-    server.events().emit({0, 0, "config_rejected", "", "", path + ": " + why});
-    if (admin) admin->configOutcome(path, false, why);
-    return false;
-  };
-  auto loaded = tandem::config::loadFile(path);
-  if (!loaded) {
-    for (const auto& e : loaded.error()) error("reload rejected: {}", e.text());
-    return rejected(loaded.error().front().text() +
-                    (loaded.error().size() > 1
-                         ? " (and " + std::to_string(loaded.error().size() - 1) + " more)"
-                         : ""));
-  }
-  auto r = server.reload(std::make_shared<const Config>(std::move(*loaded)), {"file", path, 0});
-  if (!r) {
-    error("reload rejected: {}", r.error().message);
-    return rejected(r.error().message);
-  }
-  server.events().emit({0, 0, "config_reloaded", "", "",
-                        path + ": revision " + std::to_string(server.snapshot()->id)});
-  if (admin) admin->configOutcome(path, true, "");
-  return true;
-}
-
-int cmdRun(const std::string& path) {
-  auto loaded = tandem::config::loadFile(path);
-  if (!loaded) return printErrors(loaded.error());
-  std::shared_ptr<const Config> cfg = std::make_shared<const Config>(std::move(*loaded));
-
-  // Signals are taken synchronously by this thread; workers inherit the blocked mask.
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGHUP);
-  sigaddset(&set, SIGUSR1);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-
-  std::unique_ptr<tandem::proxy::AccessLog> access_log;
-  if (cfg->access_log.enabled) {
-    auto opened = tandem::proxy::AccessLog::open(cfg->access_log,
-                                                 tandem::proxy::resolveWorkerCount(cfg->workers));
-    if (!opened) {
-      tandem::log::error("cannot start: access log: {}", opened.error().message);
-      return 1;
-    }
-    access_log = std::move(*opened);
-    access_log->start();
-  }
-  auto server = std::make_unique<tandem::proxy::Server>();
-  server->setAccessLog(access_log.get());
-  if (auto r = server->start(cfg, {"file", path, 0}); !r) {
-    tandem::log::error("cannot start: {}", r.error().message);
-    return 1;
-  }
-  std::unique_ptr<tandem::admin::AdminServer> admin;
-  if (cfg->admin.enabled) {
-    admin = std::make_unique<tandem::admin::AdminServer>(*server, access_log.get());
-    if (auto r = admin->start(); !r) {
-      tandem::log::error("cannot start: {}", r.error().message);
-      admin.reset();
-      return 1;  // ~Server stops the workers
-    }
-  }
-  for (;;) {
-    int sig = 0;
-    if (sigwait(&set, &sig) != 0) continue;
-    if (sig == SIGUSR1) {
-      // Log rotation: the access log is reopened at its path (the writer finishes the old file).
-      if (access_log) access_log->reopen();
-      tandem::log::info("SIGUSR1: access log reopened");
-      continue;
-    }
-    if (sig == SIGHUP) {
-      if (reloadFile(*server, admin.get(), path)) cfg = server->snapshot()->cfg;
-      continue;
-    }
-    tandem::log::info("signal {}: draining (up to {} ms)", sig, cfg->drain_timeout.count());
-    if (admin) admin->setDraining();
-    bool clean = server->drain(cfg->drain_timeout);
-    if (!clean) {
-      tandem::log::warn("drain timeout reached with requests still open; exiting");
-      if (access_log) access_log->stop();  // what the workers logged so far still gets written
-      std::fflush(stderr);
-      std::_Exit(0);
-    }
-    if (admin) admin->stop();
-    if (access_log) access_log->stop();
-    tandem::log::info("drained; bye");
-    return 0;
-  }
 }
 
 }  // namespace
@@ -151,6 +50,14 @@ int main(int argc, char** argv) {
   tandem::admin::CtlOptions ctl_opts;
   if (const char* env = std::getenv("TANDEM_ADMIN")) ctl_opts.admin = env;
   if (const char* env = std::getenv("TANDEM_TOKEN")) ctl_opts.token = env;
+  auto* config_cmd = app.add_subcommand("config", "central configuration (etcd)");
+  config_cmd->require_subcommand(1);
+  std::string push_file, push_key = "/tandem/config";
+  std::vector<std::string> push_endpoints;
+  auto* push = config_cmd->add_subcommand("push", "validate FILE and store it in etcd");
+  push->add_option("file", push_file, "config file")->required();
+  push->add_option("--etcd", push_endpoints, "etcd endpoint(s), http://host:port")->required();
+  push->add_option("--key", push_key, "etcd key (default /tandem/config)");
   auto* ctl = app.add_subcommand("ctl", "drive the admin API of a running tandem");
   ctl->add_option("--admin", ctl_opts.admin,
                   "admin URL (default $TANDEM_ADMIN or http://127.0.0.1:9900)");
@@ -170,11 +77,14 @@ int main(int argc, char** argv) {
   }
   if (app.got_subcommand("check")) return cmdCheck(config_path);
   if (app.got_subcommand("ctl")) return tandem::admin::runCtl(ctl_opts);
+  if (config_cmd->got_subcommand(push)) {
+    return tandem::config::pushConfig(push_file, push_endpoints, push_key);
+  }
   tandem::log::setJson(log_format == "json");
   using L = tandem::log::Level;
   tandem::log::setLevel(log_level == "debug"   ? L::kDebug
                         : log_level == "warn"  ? L::kWarn
                         : log_level == "error" ? L::kError
                                                : L::kInfo);
-  return cmdRun(config_path);
+  return tandem::app::run(config_path);
 }

@@ -122,10 +122,11 @@ Result<void> AdminServer::start() {
       outcomes.swap(outcomes_);
     }
     for (const Outcome& o : outcomes) {
-      auto a = o.applied ? alerts_.clear("config_rejected", o.source, unixMs())
-                         : alerts_.raise("config_rejected", o.source, "warning",
-                                         "config from " + o.source + " rejected: " + o.detail, 0,
-                                         unixMs());
+      const std::string what = o.rule == "config_rejected"
+                                   ? "config from " + o.source + " rejected: " + o.detail
+                                   : "config source " + o.source + " unreachable: " + o.detail;
+      auto a = o.ok ? alerts_.clear(o.rule, o.source, unixMs())
+                    : alerts_.raise(o.rule, o.source, "warning", what, 0, unixMs());
       if (a) deliver(*a);
     }
   });
@@ -153,9 +154,29 @@ void AdminServer::configOutcome(const std::string& source, bool applied,
                                 const std::string& detail) {
   {
     std::lock_guard<std::mutex> g(mailbox_mu_);
-    outcomes_.push_back({source, applied, detail});
+    outcomes_.push_back({"config_rejected", source, applied, detail});
   }
   loop_.wake();
+}
+
+void AdminServer::sourceState(const std::string& source, bool reachable,
+                              const std::string& detail) {
+  {
+    std::lock_guard<std::mutex> g(mailbox_mu_);
+    outcomes_.push_back({"config_source_unreachable", source, reachable, detail});
+  }
+  loop_.wake();
+}
+
+void AdminServer::setRole(const std::string& role, const std::string& leader_id) {
+  std::lock_guard<std::mutex> g(mailbox_mu_);
+  role_ = role;
+  leader_ = leader_id;
+}
+
+std::string AdminServer::roleName() const {
+  std::lock_guard<std::mutex> g(mailbox_mu_);
+  return role_.empty() ? "standalone" : role_;
 }
 
 void AdminServer::onTimer(int tag) {
@@ -229,7 +250,12 @@ void AdminServer::deliver(const Alert& a) {
   }
   std::string body = alertJson(a, cfg().node_id);
   http_.broadcast(sse("alert", 0, body));
-  if (webhooks_) webhooks_->send(body);
+  const std::string role = roleName();
+  if (webhooks_ && role != "follower") {
+    webhooks_->send(body);
+  } else if (webhooks_) {
+    log::debug("alert {} {}: not the leader, the leader notifies the webhooks", a.rule, a.subject);
+  }
 }
 
 void AdminServer::pushEvents() {
@@ -355,10 +381,19 @@ HttpResponse AdminServer::handle(const HttpRequest& req) {
         200, "application/json", series_.json(kSampleMs * kSeriesEveryTicks / 1000.0), {}, false};
   }
   if (p == "/api/v1/cluster") {
-    return jsonResponse(200, json{{"mode", "standalone"},
-                                  {"node", cfg().node_id},
-                                  {"role", "standalone"},
-                                  {"peers", json::array()}});
+    json j{{"mode", "standalone"},
+           {"node", cfg().node_id},
+           {"role", roleName()},
+           {"peers", json::array()}};
+    const config::Election& e = cfg().cluster.election;
+    if (e.enabled) {
+      std::lock_guard<std::mutex> g(mailbox_mu_);
+      j["election"] = {{"type", "etcd"},
+                       {"key", e.key},
+                       {"ttl_seconds", e.ttl.count() / 1000},
+                       {"leader", leader_.empty() ? json(nullptr) : json(leader_)}};
+    }
+    return jsonResponse(200, j);
   }
   if (const Asset* a = findAsset(p)) {
     HttpResponse r;
@@ -392,7 +427,7 @@ std::string AdminServer::statusJson() {
   json j{{"node", c.node_id},
          {"version", TANDEM_VERSION},
          {"pid", static_cast<int64_t>(::getpid())},
-         {"role", "standalone"},
+         {"role", roleName()},
          {"started_at", rfc3339Ms(started_unix_ms_)},
          {"uptime_seconds", static_cast<double>(now - started_unix_ms_) / 1000.0},
          {"ready", !draining_.load()},
@@ -496,6 +531,7 @@ std::string AdminServer::metricsText() {
     f.access_log_dropped = access_log_->dropped();
   }
   f.scrapes_total = ++scrapes_;
+  f.role = roleName();
   Totals totals = collect(server_);
   return renderMetrics(*totals.snap->cfg, totals, readProcessStats(), f);
 }

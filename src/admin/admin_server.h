@@ -42,6 +42,12 @@ class AdminServer : public TimerHandler {
   // Thread-safe: a config from `source` was rejected (raises the config_rejected alert) or
   // applied (resolves it).
   void configOutcome(const std::string& source, bool applied, const std::string& detail);
+  // Thread-safe: the config source became unreachable (raises config_source_unreachable) or
+  // reachable again (resolves it).
+  void sourceState(const std::string& source, bool reachable, const std::string& detail);
+  // Thread-safe: the role from the leader election ("leader" | "follower"); with an election, only
+  // the leader delivers webhooks (one notification per fleet, not one per instance).
+  void setRole(const std::string& role, const std::string& leader_id);
 
   void onTimer(int tag) override;
 
@@ -76,11 +82,15 @@ class AdminServer : public TimerHandler {
   std::thread thread_;
   std::atomic<bool> draining_{false};
   struct Outcome {
+    std::string rule;  // config_rejected | config_source_unreachable
     std::string source;
-    bool applied;
+    bool ok;  // applied / reachable: resolves the alert
     std::string detail;
   };
-  std::mutex mailbox_mu_;
+  std::string roleName() const;
+  std::string role_;  // guarded by mailbox_mu_; empty = standalone (no election)
+  std::string leader_;
+  mutable std::mutex mailbox_mu_;
   std::vector<Outcome> outcomes_;
   std::atomic<bool> stop_{false};
   uint16_t port_ = 0;

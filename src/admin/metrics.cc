@@ -264,6 +264,10 @@ std::string renderMetrics(const config::Config& cfg, const Totals& snap, const P
   w.family("tandem_access_log_lines_total", "counter", "Access log lines by outcome.");
   w.sample("tandem_access_log_lines_total", "result=\"written\"", facts.access_log_written);
   w.sample("tandem_access_log_lines_total", "result=\"dropped\"", facts.access_log_dropped);
+  w.family("tandem_ha_role", "gauge", "This node's role, one series per role (1 = current).");
+  for (const char* r : {"standalone", "leader", "follower"}) {
+    w.sample("tandem_ha_role", label("role", r), static_cast<uint64_t>(facts.role == r ? 1 : 0));
+  }
   w.family("tandem_admin_scrapes_total", "counter", "Scrapes of this endpoint.");
   w.sample("tandem_admin_scrapes_total", "", facts.scrapes_total);
   return std::move(w.out);

@@ -25,6 +25,7 @@ struct ControlFacts {
   uint64_t access_log_written = 0;
   uint64_t access_log_dropped = 0;
   uint64_t scrapes_total = 0;
+  std::string role = "standalone";  // standalone | leader | follower (election)
 };
 
 std::string renderMetrics(const config::Config& cfg, const Totals& snap, const ProcessStats& proc,

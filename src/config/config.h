@@ -163,6 +163,28 @@ struct AccessLog {
   uint64_t buffer_bytes = 1 << 20;  // per worker; lines that do not fit are dropped and counted
 };
 
+// Where the running config comes from (issue 7). With etcd, the local file is the bootstrap: it
+// names the key and serves until etcd delivers (and whenever etcd has nothing usable).
+struct ConfigSource {
+  bool etcd = false;                   // type: file (default) | etcd
+  std::vector<std::string> endpoints;  // http://host:port, tried in order
+  std::string key = "/tandem/config";
+  int line = 0;
+};
+
+// Leader election through etcd leases (issue 7): one active instance of a group; the leader is
+// also the one that delivers fleet-wide alerts to webhooks.
+struct Election {
+  bool enabled = false;                // election: etcd
+  std::vector<std::string> endpoints;  // default: config_source's
+  std::string key = "/tandem/leader";
+  Duration ttl{2'000};  // whole seconds, >= 1s
+};
+
+struct Cluster {
+  Election election;
+};
+
 struct Config {
   std::string source_path;  // file it came from
   std::string node_id = "tandem";
@@ -173,6 +195,8 @@ struct Config {
   Admin admin;
   Alerts alerts;
   AccessLog access_log;
+  ConfigSource config_source;
+  Cluster cluster;
 
   // nullptr if there is no backend of that name. The pointer is valid while the Config lives.
   const Backend* findBackend(std::string_view name) const;
@@ -189,9 +213,11 @@ struct ConfigError {
 // first), sorted by line. Never throws: YAML syntax errors and unreadable files come back as
 // ConfigErrors. Called on the main thread only (startup, SIGHUP, `tandem check`).
 tl::expected<Config, std::vector<ConfigError>> loadFile(const std::string& path);
-// Same, from text (path used only in messages).
+// Same, from text (path used only in messages). Relative paths in the config resolve against the
+// folder of `path`, or of `base_path` when given (a config from etcd: the bootstrap file's).
 tl::expected<Config, std::vector<ConfigError>> loadString(std::string_view yaml,
-                                                          const std::string& path);
+                                                          const std::string& path,
+                                                          const std::string& base_path = {});
 
 // Parses "250ms", "2s", "1.5s", "1m", "1h". The unit is required (a bare "10" is ambiguous); values
 // that are negative, finer than 1ms or too large for Duration are rejected.

@@ -149,7 +149,7 @@ struct Field {
 
 class Loader {
  public:
-  explicit Loader(const std::string& file) : file_(file) {}
+  Loader(const std::string& file, const std::string& base) : file_(file), base_(base) {}
 
   Config load(const YAML::Node& root);
   // Sorted by line, plus a final "too many errors" note once kMaxErrors was reached.
@@ -211,17 +211,24 @@ class Loader {
   void parseThresholdRule(const YAML::Node& node, int line, std::string_view key,
                           ThresholdRule& rule);
   void parseAccessLog(const YAML::Node& node, int line, AccessLog& log);
+  void parseConfigSource(const YAML::Node& node, int line, ConfigSource& source);
+  void parseCluster(const YAML::Node& node, int line, Config& config);
+  // {endpoints: [...], key: K[, ttl: D]} of config_source.etcd and cluster.etcd.
+  void parseEtcd(const YAML::Node& node, int line, std::string_view where,
+                 std::vector<std::string>& endpoints, std::string& key, Duration* ttl);
   // A path from the config, relative to the config file's folder.
   std::string resolvePath(const std::string& path) const;
   void checkReferences(const Config& config);
 
   const std::string& file_;
+  const std::string& base_;  // relative paths resolve against its folder
   std::vector<ConfigError> errors_;
   bool stopped_ = false;
   size_t server_count_ = 0;  // across all backends, see kMaxServers
   // Parallel to Config::listeners / Config::backends: the line of each key, for cross-checks.
   std::vector<KeyLines> listener_keys_;
   std::vector<KeyLines> backend_keys_;
+  int election_line_ = 0;
 };
 
 KeyLines Loader::walkMap(const YAML::Node& map, int line, std::string_view where,
@@ -395,38 +402,47 @@ Config Loader::load(const YAML::Node& root) {
     return config;
   }
   bool has_listeners = false;
-  const KeyLines seen =
-      walkMap(root, root_line, "the top level", {"cluster", "state", "config_source"},
-              {
-                  {"admin", [&](const YAML::Node& v, int l) { parseAdmin(v, l, config.admin); }},
-                  {"alerts", [&](const YAML::Node& v, int l) { parseAlerts(v, l, config.alerts); }},
-                  {"access_log",
-                   [&](const YAML::Node& v, int l) { parseAccessLog(v, l, config.access_log); }},
-                  {"node", [&](const YAML::Node& v, int l) { parseNode(v, l, config); }},
-                  {"workers", [&](const YAML::Node& v, int l) { parseWorkers(v, l, config); }},
-                  {"drain_timeout",
-                   [&](const YAML::Node& v, int l) {
-                     setDuration(config.drain_timeout, v, l, "drain_timeout", Duration{0});
-                   }},
-                  {"listeners",
-                   [&](const YAML::Node& v, int l) {
-                     // A wrong type is reported once here, not again as "no listeners" below.
-                     has_listeners = !v.IsSequence() || v.size() > 0;
-                     if (!expectList(v, l, "listeners")) return;
-                     for (const YAML::Node& item : v) {
-                       if (full()) break;
-                       parseListener(item, l, config);
-                     }
-                   }},
-                  {"backends",
-                   [&](const YAML::Node& v, int l) {
-                     if (!expectList(v, l, "backends")) return;
-                     for (const YAML::Node& item : v) {
-                       if (full()) break;
-                       parseBackend(item, l, config);
-                     }
-                   }},
-              });
+  const KeyLines seen = walkMap(
+      root, root_line, "the top level", {"state"},
+      {
+          {"config_source",
+           [&](const YAML::Node& v, int l) { parseConfigSource(v, l, config.config_source); }},
+          {"cluster", [&](const YAML::Node& v, int l) { parseCluster(v, l, config); }},
+          {"admin", [&](const YAML::Node& v, int l) { parseAdmin(v, l, config.admin); }},
+          {"alerts", [&](const YAML::Node& v, int l) { parseAlerts(v, l, config.alerts); }},
+          {"access_log",
+           [&](const YAML::Node& v, int l) { parseAccessLog(v, l, config.access_log); }},
+          {"node", [&](const YAML::Node& v, int l) { parseNode(v, l, config); }},
+          {"workers", [&](const YAML::Node& v, int l) { parseWorkers(v, l, config); }},
+          {"drain_timeout",
+           [&](const YAML::Node& v, int l) {
+             setDuration(config.drain_timeout, v, l, "drain_timeout", Duration{0});
+           }},
+          {"listeners",
+           [&](const YAML::Node& v, int l) {
+             // A wrong type is reported once here, not again as "no listeners" below.
+             has_listeners = !v.IsSequence() || v.size() > 0;
+             if (!expectList(v, l, "listeners")) return;
+             for (const YAML::Node& item : v) {
+               if (full()) break;
+               parseListener(item, l, config);
+             }
+           }},
+          {"backends",
+           [&](const YAML::Node& v, int l) {
+             if (!expectList(v, l, "backends")) return;
+             for (const YAML::Node& item : v) {
+               if (full()) break;
+               parseBackend(item, l, config);
+             }
+           }},
+      });
+  Election& e = config.cluster.election;
+  if (e.enabled && e.endpoints.empty()) e.endpoints = config.config_source.endpoints;
+  if (e.enabled && e.endpoints.empty() && !full()) {
+    error(election_line_,
+          "election etcd needs endpoints: set cluster.etcd.endpoints or config_source.etcd");
+  }
   if (!has_listeners && !full()) {
     auto it = seen.find("listeners");
     error(it == seen.end() ? 0 : it->second, "at least one listener is required");
@@ -1095,9 +1111,9 @@ void Loader::parsePanicThreshold(const YAML::Node& node, int line, uint32_t& per
 
 std::string Loader::resolvePath(const std::string& path) const {
   if (path.empty() || path.front() == '/') return path;
-  const size_t slash = file_.rfind('/');
+  const size_t slash = base_.rfind('/');
   if (slash == std::string::npos) return path;
-  return file_.substr(0, slash + 1) + path;
+  return base_.substr(0, slash + 1) + path;
 }
 
 bool isLoopback(const SocketAddress& a) { return a.host.starts_with("127.") || a.host == "::1"; }
@@ -1293,6 +1309,111 @@ void Loader::parseAccessLog(const YAML::Node& node, int line, AccessLog& log) {
     error(line, "'access_log' is missing 'path'");
 }
 
+void Loader::parseEtcd(const YAML::Node& node, int line, std::string_view where,
+                       std::vector<std::string>& endpoints, std::string& key, Duration* ttl) {
+  if (!expectMap(node, line, where)) return;
+  std::vector<Field> fields{
+      {"endpoints",
+       [&](const YAML::Node& v, int l) {
+         if (!expectList(v, l, "endpoints")) return;
+         for (const YAML::Node& item : v) {
+           auto text = scalar(item, lineOf(item, l), "endpoints");
+           if (!text) continue;
+           auto url = parseHttpUrl(*text);
+           if (!url || url->path != "/") {
+             error(lineOf(item, l), "'endpoints': '" + *text + "' must be http://host:port" +
+                                        (url ? "" : " (" + url.error() + ")"));
+             continue;
+           }
+           endpoints.push_back(*text);
+         }
+         if (v.size() == 0) error(l, "'endpoints' must not be empty");
+       }},
+      {"key",
+       [&](const YAML::Node& v, int l) {
+         auto text = scalar(v, l, "key");
+         if (!text) return;
+         if (text->empty() || text->front() != '/' ||
+             !std::all_of(text->begin(), text->end(), isVisibleAscii)) {
+           error(l, "'key' must start with '/' and be visible ASCII, got '" + *text + "'");
+           return;
+         }
+         key = *text;
+       }},
+  };
+  if (ttl) {
+    fields.push_back({"ttl", [&](const YAML::Node& v, int l) {
+                        auto d = duration(v, l, "ttl", Duration{1'000});
+                        if (!d) return;
+                        if (d->count() % 1000 != 0) {
+                          error(l, "'ttl' must be whole seconds (etcd leases count in seconds)");
+                          return;
+                        }
+                        *ttl = *d;
+                      }});
+  }
+  walkMap(node, line, where, {}, fields);
+}
+
+void Loader::parseConfigSource(const YAML::Node& node, int line, ConfigSource& source) {
+  if (!expectMap(node, line, "config_source")) return;
+  source.line = line;
+  const KeyLines seen =
+      walkMap(node, line, "config_source", {},
+              {
+                  {"type",
+                   [&](const YAML::Node& v, int l) {
+                     auto text = scalar(v, l, "type");
+                     if (!text) return;
+                     if (*text != "file" && *text != "etcd") {
+                       error(l, "'type' must be file or etcd, got '" + *text + "'");
+                       return;
+                     }
+                     source.etcd = *text == "etcd";
+                   }},
+                  {"etcd",
+                   [&](const YAML::Node& v, int l) {
+                     parseEtcd(v, l, "config_source.etcd", source.endpoints, source.key, nullptr);
+                   }},
+              });
+  if (source.etcd && source.endpoints.empty() && !full()) {
+    error(keyLine(seen, "type", line), "config_source type etcd needs etcd: {endpoints: [...]}");
+  }
+}
+
+void Loader::parseCluster(const YAML::Node& node, int line, Config& config) {
+  if (!expectMap(node, line, "cluster")) return;
+  Election& e = config.cluster.election;
+  const KeyLines seen = walkMap(
+      node, line, "cluster", {"vrrp", "listen", "peers", "secret_file"},
+      {
+          {"mode",
+           [&](const YAML::Node& v, int l) {
+             auto text = scalar(v, l, "mode");
+             if (!text) return;
+             if (*text == "active_passive" || *text == "active_active") {
+               error(l, "'mode: " + *text + "' is not supported yet");
+             } else if (*text != "standalone") {
+               error(l, "'mode' must be standalone, active_passive or active_active, got '" +
+                            *text + "'");
+             }
+           }},
+          {"election",
+           [&](const YAML::Node& v, int l) {
+             auto text = scalar(v, l, "election");
+             if (!text) return;
+             if (*text != "none" && *text != "etcd") {
+               error(l, "'election' must be none or etcd, got '" + *text + "'");
+               return;
+             }
+             e.enabled = *text == "etcd";
+           }},
+          {"etcd", [&](const YAML::Node& v,
+                       int l) { parseEtcd(v, l, "cluster.etcd", e.endpoints, e.key, &e.ttl); }},
+      });
+  election_line_ = keyLine(seen, "election", line);
+}
+
 std::vector<ConfigError> Loader::takeErrors() {
   std::vector<ConfigError> errors = std::move(errors_);
   std::stable_sort(errors.begin(), errors.end(),
@@ -1418,7 +1539,8 @@ tl::unexpected<std::vector<ConfigError>> single(const std::string& path, int lin
 }  // namespace
 
 tl::expected<Config, std::vector<ConfigError>> loadString(std::string_view yaml,
-                                                          const std::string& path) {
+                                                          const std::string& path,
+                                                          const std::string& base_path) {
   // yaml-cpp reports everything by exception; this is the one place they are turned into errors.
   try {
     const std::string text(yaml);
@@ -1431,7 +1553,7 @@ tl::expected<Config, std::vector<ConfigError>> loadString(std::string_view yaml,
       return single(path, e.mark.is_null() ? 0 : e.mark.line + 1, "invalid YAML: " + e.msg);
     }
     if (!root.IsDefined() || root.IsNull()) return single(path, 0, "the configuration is empty");
-    Loader loader(path);
+    Loader loader(path, base_path.empty() ? path : base_path);
     Config config = loader.load(root);
     if (second_document != 0) {
       loader.error(second_document, "expected one YAML document, found another one here");

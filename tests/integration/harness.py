@@ -1653,3 +1653,87 @@ def run_together(n, fn, timeout=10):
     ready.wait()
     for th in threads:
         th.join(timeout)
+
+
+# -- etcd (Debian etcd-server), started and stopped by the tests that need it ----------------------
+
+ETCD = "/usr/bin/etcd"
+
+
+class EtcdServer:
+    """A real single-node etcd on free 127.0.0.1 ports with its own data dir. stop() keeps the data
+    dir, so start() again brings the same store back on the same ports (an outage and a return)."""
+
+    def __init__(self, workdir, name="etcd"):
+        self.dir = os.path.join(str(workdir), name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.port, self.peer_port = free_port(), free_port()
+        self.proc = None
+        self.log_path = os.path.join(self.dir, "etcd.log")
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout=10.0):
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [ETCD, "--name", "default", "--data-dir", os.path.join(self.dir, "data"),
+             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+             "--initial-cluster", f"default={peer}", "--heartbeat-interval=10",
+             "--election-timeout=100", "--logger=zap", "--log-outputs=stderr"],
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
+        wait_until(self.healthy, timeout=timeout, step=0.02, what="etcd healthy")
+        return self
+
+    def healthy(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"etcd exited ({self.proc.returncode}); log:\n"
+                                 + open(self.log_path, errors="replace").read()[-2000:])
+        try:
+            with socket.create_connection((LOCAL, self.port), timeout=0.5) as s:
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: etcd\r\nConnection: close\r\n\r\n")
+                return b'"health":"true"' in read_raw_until_close(s, timeout=1)
+        except OSError:
+            return False
+
+    def call(self, path, body):
+        """One JSON-gateway call; returns the decoded JSON answer."""
+        import json as _json
+        import http.client
+        conn = http.client.HTTPConnection(LOCAL, self.port, timeout=5)
+        try:
+            conn.request("POST", path, body=_json.dumps(body))
+            return _json.loads(conn.getresponse().read() or b"{}")
+        finally:
+            conn.close()
+
+    def put(self, key, value):
+        r = self.call("/v3/kv/put", {"key": _b64(key), "value": _b64(value)})
+        return int(r["header"]["revision"])
+
+    def get(self, key):
+        r = self.call("/v3/kv/range", {"key": _b64(key)})
+        kvs = r.get("kvs") or []
+        return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
+
+    def compact(self, revision):
+        return self.call("/v3/kv/compaction", {"revision": str(revision), "physical": True})
+
+    def stop(self, kill=False):
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        if getattr(self, "_log", None):
+            self._log.close()
+            self._log = None
+
+
+def _b64(text):
+    return base64.b64encode(text.encode()).decode()
