@@ -1358,6 +1358,7 @@ void Loader::parseEtcd(const YAML::Node& node, int line, std::string_view where,
 void Loader::parseConfigSource(const YAML::Node& node, int line, ConfigSource& source) {
   if (!expectMap(node, line, "config_source")) return;
   source.line = line;
+  bool etcd_reported = false;
   const KeyLines seen =
       walkMap(node, line, "config_source", {},
               {
@@ -1373,10 +1374,13 @@ void Loader::parseConfigSource(const YAML::Node& node, int line, ConfigSource& s
                    }},
                   {"etcd",
                    [&](const YAML::Node& v, int l) {
+                     const size_t before = errors_.size();
                      parseEtcd(v, l, "config_source.etcd", source.endpoints, source.key, nullptr);
+                     etcd_reported = errors_.size() != before;
                    }},
               });
-  if (source.etcd && source.endpoints.empty() && !full()) {
+  // Not a second error when the endpoints given were already reported as invalid.
+  if (source.etcd && source.endpoints.empty() && !etcd_reported && !full()) {
     error(keyLine(seen, "type", line), "config_source type etcd needs etcd: {endpoints: [...]}");
   }
 }

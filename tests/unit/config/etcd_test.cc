@@ -38,7 +38,11 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using ::testing::HasSubstr;
 
-constexpr const char* kEtcdBin = "/usr/bin/etcd";
+// TANDEM_ETCD_BIN overrides the Debian path (another build of etcd, or a check of the failure).
+std::string etcdBin() {
+  const char* v = std::getenv("TANDEM_ETCD_BIN");
+  return v != nullptr && *v != '\0' ? v : "/usr/bin/etcd";
+}
 
 bool skipEtcd() {
   const char* v = std::getenv("TANDEM_SKIP_ETCD");
@@ -85,8 +89,9 @@ class EtcdServer {
 
   // Starts etcd and waits until GET /health says true. Returns "" or why it failed.
   std::string start() {
-    if (::access(kEtcdBin, X_OK) != 0) {
-      return std::string(kEtcdBin) +
+    const std::string bin = etcdBin();
+    if (::access(bin.c_str(), X_OK) != 0) {
+      return bin +
              " not found: install Debian etcd-server (scripts/install-deps.sh), or set "
              "TANDEM_SKIP_ETCD=1 to skip the etcd tests";
     }
@@ -101,7 +106,7 @@ class EtcdServer {
     }
     const std::string client = "http://127.0.0.1:" + std::to_string(client_port_);
     const std::string peer = "http://127.0.0.1:" + std::to_string(peer_port_);
-    std::vector<std::string> args = {kEtcdBin,
+    std::vector<std::string> args = {bin,
                                      "--name=default",
                                      "--data-dir=" + dir_ + "/data",
                                      "--listen-client-urls=" + client,
@@ -465,6 +470,21 @@ TEST_F(EtcdClientTest, WatchStopsPromptlyAndReportsALostConnection) {
   stop = true;
   watcher.join();
   EXPECT_LT(returned - asked, 150ms) << ms(returned - asked) << " ms";
+
+  // etcd dies under a watch: a retryable error naming the endpoint (the next test restarts etcd).
+  created = false;
+  Result<WatchEnd> lost = WatchEnd{};
+  std::thread victim([&] {
+    lost = c.watch(
+        testKey(), 0, [](const EtcdWatchEvent&) {}, [] { return false; }, Clock::now() + 10s,
+        [&](int64_t) { created = true; });
+  });
+  ASSERT_TRUE(waitUntil([&] { return created.load(); }, 5s));
+  server_->kill();
+  victim.join();
+  ASSERT_FALSE(lost);
+  EXPECT_TRUE(lost.error().retryable);
+  EXPECT_THAT(lost.error().message, HasSubstr("etcd " + server_->url() + ": "));
 }
 
 TEST_F(EtcdClientTest, WatchLatencyFromPutToCallback) {

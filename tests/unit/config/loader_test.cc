@@ -271,9 +271,8 @@ std::string withBackendKey(std::string_view line) {
 
 INSTANTIATE_TEST_SUITE_P(
     Sections, UnsupportedTest,
-    ::testing::Values(Unsupported{"cluster", withTopLevel("cluster: {mode: standalone}"), 9},
+    ::testing::Values(Unsupported{"vrrp", withTopLevel("cluster: {vrrp: {}}"), 9},
                       Unsupported{"state", withTopLevel("state: {store: memory}"), 9},
-                      Unsupported{"config_source", withTopLevel("config_source: {type: file}"), 9},
                       Unsupported{"sticky", withBackendKey("sticky: {mode: cookie}"), 9},
                       Unsupported{"rate_limit", withBackendKey("rate_limit: {rate: 100/s}"), 9},
                       Unsupported{
@@ -690,12 +689,12 @@ backends:
     servers:
       - {address: 127.0.0.1:9001, weight: 0}   # L11
     sticky: {}                   # L12
-cluster: {}                      # L13
+state: {}                        # L13
 )");
   EXPECT_THAT(errors, ElementsAre(Err(1, "'workers'"), Err(5, "backend 'nope' is not defined"),
                                   Err(6, "'idle_timeout'"), Err(9, "unknown balance 'fastest'"),
                                   Err(11, "'weight'"), Err(12, "'sticky' is not supported yet"),
-                                  Err(13, "'cluster' is not supported yet")));
+                                  Err(13, "'state' is not supported yet")));
   for (const ConfigError& e : errors) EXPECT_THAT(e.text(), testing::StartsWith("t.yaml:"));
 }
 
