@@ -516,6 +516,7 @@ std::string AdminServer::metricsText() {
   f.version = TANDEM_VERSION;
   f.node = cfg().node_id;
   f.config_revision = snap_->id;
+  f.config_source_revision = snap_->source_revision;
   f.config_loaded_seconds = static_cast<double>(snap_->loaded_unix_ms) / 1000.0;
   f.events_total = server_.events().total();
   f.alerts_firing = alerts_.active().size();

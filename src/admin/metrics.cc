@@ -249,6 +249,9 @@ std::string renderMetrics(const config::Config& cfg, const Totals& snap, const P
            uint64_t{1});
   w.family("tandem_config_revision", "gauge", "Revision of the configuration in use.");
   w.sample("tandem_config_revision", "", facts.config_revision);
+  w.family("tandem_config_source_revision", "gauge",
+           "etcd revision of the configuration in use (0 when it came from a file).");
+  w.sample("tandem_config_source_revision", "", facts.config_source_revision);
   w.family("tandem_config_loaded_timestamp_seconds", "gauge", "When it was loaded (Unix seconds).");
   w.sample("tandem_config_loaded_timestamp_seconds", "", facts.config_loaded_seconds);
   w.family("tandem_events_total", "counter", "Control-plane events (health transitions, admin).");

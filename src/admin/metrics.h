@@ -15,6 +15,7 @@ struct ControlFacts {
   std::string version;
   std::string node;
   uint64_t config_revision = 0;
+  int64_t config_source_revision = 0;  // etcd mod_revision of the config in use (0: a file)
   double config_loaded_seconds = 0;  // Unix time
   uint64_t events_total = 0;
   uint64_t alerts_firing = 0;

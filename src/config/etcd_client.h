@@ -45,7 +45,7 @@ struct EtcdClientOptions {
   int wake_fd = -1;
 };
 
-// The header every etcd answer carries; `revision` is the store's revision when it answered.
+// One key as etcd stores it (the gateway omits zero fields; they read as 0 / empty here).
 struct EtcdKeyValue {
   bool found = false;
   std::string value;
@@ -57,7 +57,7 @@ struct EtcdKeyValue {
 
 struct EtcdRange {
   EtcdKeyValue kv;       // kv.found == false if the key does not exist
-  int64_t revision = 0;  // header revision
+  int64_t revision = 0;  // header revision: the store's revision when etcd answered
 };
 
 // Outcome of txnCreate: `created` if our put ran (the key did not exist); otherwise `existing` is

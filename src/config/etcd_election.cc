@@ -27,8 +27,9 @@ Result<std::unique_ptr<EtcdElection>> EtcdElection::make(EtcdElectionOptions opt
     options.margin = std::clamp<milliseconds>(ttl / 5, milliseconds{100}, milliseconds{1'000});
   }
   options.margin = std::min<milliseconds>(options.margin, ttl / 2);
-  if (options.timeout.count() <= 0)
+  if (options.timeout.count() <= 0) {
     options.timeout = std::max<milliseconds>(ttl / 3, milliseconds{300});
+  }
   if (options.recheck.count() <= 0) options.recheck = milliseconds{10'000};
 
   auto flag = std::make_shared<std::atomic<bool>>(false);

@@ -12,7 +12,11 @@
 //   between this host and etcd: etcd deletes the key no earlier than ttl after that send.
 // - Follower: watches the key and campaigns as soon as it disappears (resignation, lease expiry);
 //   re-reads it every `recheck` as a safety net for a silently dead watch.
-// - etcd unreachable: retries with backoff (100 ms doubling to 1 s).
+// - etcd unreachable: retries with backoff (100 ms doubling to 1 s). A leader that stepped down
+//   for want of keepalives keeps its lease id: if etcd still has the lease when it is reachable
+//   again, the key is still ours and we lead again at once.
+// - A key holding our id under a lease that is not ours (a previous run of this node that died)
+//   is treated as someone else's: we follow "ourselves" until that lease expires.
 #include <atomic>
 #include <chrono>
 #include <condition_variable>

@@ -70,6 +70,8 @@ def test_push_reaches_both_instances_bad_documents_are_rejected(pool, etcd, tmp_
         assert st["config"]["source"] == "etcd" and st["config"]["path"] == KEY
         assert st["node"] == t.name  # node-local sections stay local
     assert get(port, "/").get("x-backend") == "a"
+    m = t1.admin("GET", "/metrics")[2].decode()
+    assert f"tandem_config_source_revision {rev}" in m and "tandem_config_revision 2" in m
     # A change reaches both.
     rev = etcd.put(KEY, shared_doc(port, [server("b", b.port)]))
     wait_applied([t1, t2], rev)
