@@ -181,7 +181,30 @@ struct Election {
   Duration ttl{2'000};  // whole seconds, >= 1s
 };
 
+// VRRPv3 active-passive (issue 5): the master of a virtual router holds the virtual IPs.
+struct VirtualIp {
+  std::string address;  // IPv4 literal
+  uint8_t prefix = 32;
+};
+struct Vrrp {
+  std::string interface;
+  uint32_t vrid = 0;                // 1..255, required
+  uint32_t priority = 100;          // 1..254, 255 = the address owner
+  Duration advert_interval{1'000};  // 10ms..40950ms, whole centiseconds
+  bool preempt = true;
+  Duration preempt_delay{0};
+  std::vector<VirtualIp> virtual_ips;      // at least one
+  std::vector<std::string> unicast_peers;  // IPv4 literals; empty = multicast 224.0.0.18
+  uint32_t garp_count = 5;                 // gratuitous ARPs per burst
+  Duration garp_repeat{5'000};             // a second burst this long after taking over; 0 = none
+  int32_t track_no_healthy_backends =
+      0;  // priority change (<= 0) while a backend has no healthy server
+  int line = 0;
+};
+
 struct Cluster {
+  std::string mode = "standalone";  // standalone | active_passive
+  Vrrp vrrp;
   Election election;
 };
 

@@ -213,6 +213,7 @@ class Loader {
   void parseAccessLog(const YAML::Node& node, int line, AccessLog& log);
   void parseConfigSource(const YAML::Node& node, int line, ConfigSource& source);
   void parseCluster(const YAML::Node& node, int line, Config& config);
+  void parseVrrp(const YAML::Node& node, int line, Vrrp& vrrp);
   // {endpoints: [...], key: K[, ttl: D]} of config_source.etcd and cluster.etcd.
   void parseEtcd(const YAML::Node& node, int line, std::string_view where,
                  std::vector<std::string>& endpoints, std::string& key, Duration* ttl);
@@ -1389,19 +1390,22 @@ void Loader::parseCluster(const YAML::Node& node, int line, Config& config) {
   if (!expectMap(node, line, "cluster")) return;
   Election& e = config.cluster.election;
   const KeyLines seen = walkMap(
-      node, line, "cluster", {"vrrp", "listen", "peers", "secret_file"},
+      node, line, "cluster", {"listen", "peers", "secret_file"},
       {
           {"mode",
            [&](const YAML::Node& v, int l) {
              auto text = scalar(v, l, "mode");
              if (!text) return;
-             if (*text == "active_passive" || *text == "active_active") {
+             if (*text == "active_active") {
                error(l, "'mode: " + *text + "' is not supported yet");
-             } else if (*text != "standalone") {
+             } else if (*text != "standalone" && *text != "active_passive") {
                error(l, "'mode' must be standalone, active_passive or active_active, got '" +
                             *text + "'");
+             } else {
+               config.cluster.mode = *text;
              }
            }},
+          {"vrrp", [&](const YAML::Node& v, int l) { parseVrrp(v, l, config.cluster.vrrp); }},
           {"election",
            [&](const YAML::Node& v, int l) {
              auto text = scalar(v, l, "election");
@@ -1416,6 +1420,141 @@ void Loader::parseCluster(const YAML::Node& node, int line, Config& config) {
                        int l) { parseEtcd(v, l, "cluster.etcd", e.endpoints, e.key, &e.ttl); }},
       });
   election_line_ = keyLine(seen, "election", line);
+  const bool has_vrrp = seen.contains("vrrp");
+  if (config.cluster.mode == "active_passive" && !has_vrrp && !full()) {
+    error(keyLine(seen, "mode", line), "mode active_passive needs a 'vrrp' section");
+  }
+  if (has_vrrp && config.cluster.mode != "active_passive" && !full()) {
+    error(keyLine(seen, "vrrp", line), "'vrrp' is only used with mode: active_passive");
+  }
+}
+
+void Loader::parseVrrp(const YAML::Node& node, int line, Vrrp& vrrp) {
+  if (!expectMap(node, line, "vrrp")) return;
+  vrrp.line = line;
+  bool vips_empty = false;
+  auto ipv4 = [&](const YAML::Node& v, int l, std::string_view key) -> std::optional<std::string> {
+    auto text = scalar(v, l, key);
+    if (!text) return std::nullopt;
+    auto a = parseAddress(*text + ":1");
+    if (!a || a->host.find(':') != std::string::npos) {
+      error(l, "'" + std::string(key) + "': '" + *text + "' is not an IPv4 address");
+      return std::nullopt;
+    }
+    return a->host;
+  };
+  const KeyLines seen = walkMap(
+      node, line, "vrrp", {},
+      {
+          {"interface",
+           [&](const YAML::Node& v, int l) {
+             auto text = scalar(v, l, "interface");
+             if (!text) return;
+             if (text->empty() || text->size() > 15 ||
+                 !std::all_of(text->begin(), text->end(), isNameChar)) {
+               error(l, "'interface' must be an interface name (1..15 characters), got '" + *text +
+                            "'");
+               return;
+             }
+             vrrp.interface = *text;
+           }},
+          {"vrid",
+           [&](const YAML::Node& v, int l) { setInteger(vrrp.vrid, v, l, "vrid", 1, 255); }},
+          {"priority", [&](const YAML::Node& v,
+                           int l) { setInteger(vrrp.priority, v, l, "priority", 1, 255); }},
+          {"advert_interval",
+           [&](const YAML::Node& v, int l) {
+             auto d = duration(v, l, "advert_interval", Duration{10});
+             if (!d) return;
+             if (d->count() % 10 != 0 || d->count() > 40'950) {
+               error(l,
+                     "'advert_interval' must be whole centiseconds up to 40950ms (VRRPv3 "
+                     "counts in centiseconds), got '" +
+                         v.Scalar() + "'");
+               return;
+             }
+             vrrp.advert_interval = *d;
+           }},
+          {"preempt",
+           [&](const YAML::Node& v, int l) {
+             if (auto b = boolean(v, l, "preempt")) vrrp.preempt = *b;
+           }},
+          {"preempt_delay",
+           [&](const YAML::Node& v, int l) {
+             setDuration(vrrp.preempt_delay, v, l, "preempt_delay", Duration{0});
+           }},
+          {"virtual_ips",
+           [&](const YAML::Node& v, int l) {
+             if (!expectList(v, l, "virtual_ips")) return;
+             vips_empty = v.size() == 0;  // (invalid entries are reported one by one)
+             for (const YAML::Node& item : v) {
+               const int il = lineOf(item, l);
+               auto text = scalar(item, il, "virtual_ips");
+               if (!text) continue;
+               std::string ip = *text;
+               uint32_t prefix = 32;
+               if (size_t slash = ip.find('/'); slash != std::string::npos) {
+                 const std::string bits = ip.substr(slash + 1);
+                 ip.resize(slash);
+                 const auto [ptr, ec] =
+                     std::from_chars(bits.data(), bits.data() + bits.size(), prefix);
+                 if (bits.empty() || ec != std::errc() || ptr != bits.data() + bits.size() ||
+                     prefix > 32) {
+                   error(il, "'virtual_ips': bad prefix length in '" + *text + "'");
+                   continue;
+                 }
+               }
+               YAML::Node plain(ip);
+               if (auto a = ipv4(plain, il, "virtual_ips")) {
+                 vrrp.virtual_ips.push_back({*a, static_cast<uint8_t>(prefix)});
+               }
+             }
+           }},
+          {"unicast_peers",
+           [&](const YAML::Node& v, int l) {
+             if (!expectList(v, l, "unicast_peers")) return;
+             for (const YAML::Node& item : v) {
+               if (auto a = ipv4(item, lineOf(item, l), "unicast_peers")) {
+                 vrrp.unicast_peers.push_back(*a);
+               }
+             }
+           }},
+          {"garp_count", [&](const YAML::Node& v,
+                             int l) { setInteger(vrrp.garp_count, v, l, "garp_count", 0, 100); }},
+          {"garp_repeat",
+           [&](const YAML::Node& v, int l) {
+             setDuration(vrrp.garp_repeat, v, l, "garp_repeat", Duration{0});
+           }},
+          {"track",
+           [&](const YAML::Node& v, int l) {
+             if (!expectMap(v, l, "track")) return;
+             walkMap(v, l, "vrrp.track", {},
+                     {{"no_healthy_backends", [&](const YAML::Node& tv, int tl) {
+                         auto text = scalar(tv, tl, "no_healthy_backends");
+                         if (!text) return;
+                         int32_t value = 1;
+                         const auto [ptr, ec] =
+                             std::from_chars(text->data(), text->data() + text->size(), value);
+                         if (ec != std::errc() || ptr != text->data() + text->size() || value > 0 ||
+                             value < -254) {
+                           error(tl,
+                                 "'no_healthy_backends' must be a priority change in "
+                                 "-254..0, got '" +
+                                     *text + "'");
+                           return;
+                         }
+                         vrrp.track_no_healthy_backends = value;
+                       }}});
+           }},
+      });
+  for (const char* required : {"interface", "vrid", "virtual_ips"}) {
+    if (!seen.contains(required) && !full()) {
+      error(line, "'vrrp' is missing '" + std::string(required) + "'");
+    }
+  }
+  if (vips_empty && !full()) {
+    error(keyLine(seen, "virtual_ips", line), "'virtual_ips' must not be empty");
+  }
 }
 
 std::vector<ConfigError> Loader::takeErrors() {

@@ -271,7 +271,7 @@ std::string withBackendKey(std::string_view line) {
 
 INSTANTIATE_TEST_SUITE_P(
     Sections, UnsupportedTest,
-    ::testing::Values(Unsupported{"vrrp", withTopLevel("cluster: {vrrp: {}}"), 9},
+    ::testing::Values(Unsupported{"peers", withTopLevel("cluster: {peers: []}"), 9},
                       Unsupported{"state", withTopLevel("state: {store: memory}"), 9},
                       Unsupported{"sticky", withBackendKey("sticky: {mode: cookie}"), 9},
                       Unsupported{"rate_limit", withBackendKey("rate_limit: {rate: 100/s}"), 9},

@@ -42,12 +42,13 @@ TEST(ConfigSource, Errors) {
               ElementsAre(Err(3, "needs etcd: {endpoints")));
   EXPECT_THAT(errorsOf(with("config_source: {type: etcd, etcd: {endpoints: [\"http://x:1\"]}}\n")),
               ElementsAre(Err(3, "must be http://host:port")));
-  EXPECT_THAT(
-      errorsOf(with("config_source: {type: etcd, etcd: {endpoints: [\"http://127.0.0.1:1/v3\"]}}\n")),
-      ElementsAre(Err(3, "must be http://host:port")));
   EXPECT_THAT(errorsOf(with(
-                  "config_source: {type: etcd, etcd: {endpoints: [\"http://127.0.0.1:1\"], key: x}}\n")),
-              ElementsAre(Err(3, "'key' must start with '/'")));
+                  "config_source: {type: etcd, etcd: {endpoints: [\"http://127.0.0.1:1/v3\"]}}\n")),
+              ElementsAre(Err(3, "must be http://host:port")));
+  EXPECT_THAT(
+      errorsOf(with(
+          "config_source: {type: etcd, etcd: {endpoints: [\"http://127.0.0.1:1\"], key: x}}\n")),
+      ElementsAre(Err(3, "'key' must start with '/'")));
 }
 
 TEST(Cluster, ElectionTakesTheSourceEndpointsByDefault) {
@@ -68,10 +69,69 @@ TEST(Cluster, Errors) {
   EXPECT_THAT(errorsOf(with("cluster: {election: etcd, etcd: {endpoints: [\"http://127.0.0.1:1\"], "
                             "ttl: 1500ms}}\n")),
               ElementsAre(Err(3, "whole seconds")));
+  EXPECT_THAT(errorsOf(with("cluster: {mode: active_active}\n")),
+              ElementsAre(Err(3, "'mode: active_active' is not supported yet")));
   EXPECT_THAT(errorsOf(with("cluster: {mode: active_passive}\n")),
-              ElementsAre(Err(3, "'mode: active_passive' is not supported yet")));
-  EXPECT_THAT(errorsOf(with("cluster: {vrrp: {vrid: 51}}\n")),
-              ElementsAre(Err(3, "'vrrp' is not supported yet")));
+              ElementsAre(Err(3, "needs a 'vrrp' section")));
+  EXPECT_THAT(errorsOf(with("cluster: {peers: []}\n")),
+              ElementsAre(Err(3, "'peers' is not supported yet")));
+}
+
+TEST(Vrrp, FullSection) {
+  const Config c = mustLoad(with(R"(cluster:
+  mode: active_passive
+  vrrp:
+    interface: veth-lb1
+    vrid: 51
+    priority: 150
+    advert_interval: 100ms
+    preempt: false
+    preempt_delay: 2s
+    virtual_ips: [198.18.0.100/24, 198.18.0.101]
+    unicast_peers: [198.18.0.12]
+    garp_count: 3
+    garp_repeat: 0s
+    track: {no_healthy_backends: -60}
+)"));
+  const Vrrp& v = c.cluster.vrrp;
+  EXPECT_EQ(c.cluster.mode, "active_passive");
+  EXPECT_EQ(v.interface, "veth-lb1");
+  EXPECT_EQ(v.vrid, 51u);
+  EXPECT_EQ(v.priority, 150u);
+  EXPECT_EQ(v.advert_interval, 100ms);
+  EXPECT_FALSE(v.preempt);
+  EXPECT_EQ(v.preempt_delay, 2s);
+  ASSERT_EQ(v.virtual_ips.size(), 2u);
+  EXPECT_EQ(v.virtual_ips[0].address, "198.18.0.100");
+  EXPECT_EQ(v.virtual_ips[0].prefix, 24);
+  EXPECT_EQ(v.virtual_ips[1].prefix, 32);
+  EXPECT_THAT(v.unicast_peers, ElementsAre("198.18.0.12"));
+  EXPECT_EQ(v.garp_count, 3u);
+  EXPECT_EQ(v.garp_repeat, 0ms);
+  EXPECT_EQ(v.track_no_healthy_backends, -60);
+}
+
+TEST(Vrrp, Errors) {
+  auto ap = [](std::string_view vrrp) {
+    return with("cluster:\n  mode: active_passive\n  vrrp: " + std::string(vrrp) + "\n");
+  };
+  EXPECT_THAT(errorsOf(ap("{vrid: 51, virtual_ips: [198.18.0.100]}")),
+              ElementsAre(Err(5, "'vrrp' is missing 'interface'")));
+  EXPECT_THAT(errorsOf(ap("{interface: e0, vrid: 0, virtual_ips: [198.18.0.100]}")),
+              ElementsAre(Err(5, "'vrid' must be an integer in 1..255")));
+  EXPECT_THAT(errorsOf(ap("{interface: e0, vrid: 1, advert_interval: 15ms, "
+                          "virtual_ips: [198.18.0.100]}")),
+              ElementsAre(Err(5, "whole centiseconds")));
+  EXPECT_THAT(errorsOf(ap("{interface: e0, vrid: 1, virtual_ips: [198.18.0.100/33]}")),
+              ElementsAre(Err(5, "bad prefix length")));
+  EXPECT_THAT(errorsOf(ap("{interface: e0, vrid: 1, virtual_ips: [\"::1\"]}")),
+              ElementsAre(Err(5, "not an IPv4 address")));
+  EXPECT_THAT(errorsOf(ap("{interface: e0, vrid: 1, virtual_ips: [198.18.0.100], "
+                          "track: {no_healthy_backends: 10}}")),
+              ElementsAre(Err(5, "-254..0")));
+  EXPECT_THAT(
+      errorsOf(with("cluster: {vrrp: {interface: e0, vrid: 1, virtual_ips: [198.18.0.1]}}\n")),
+      ElementsAre(Err(3, "only used with mode: active_passive")));
 }
 
 TEST(Load, RelativePathsResolveAgainstTheBasePath) {
