@@ -1,5 +1,6 @@
 #include "admin/admin_server.h"
 
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -9,6 +10,7 @@
 #include "admin/process_stats.h"
 #include "admin/snapshot.h"
 #include "core/clock.h"
+#include "ha/ha_node.h"
 #include "core/log.h"
 #include "proxy/access_log.h"
 
@@ -122,9 +124,11 @@ Result<void> AdminServer::start() {
       outcomes.swap(outcomes_);
     }
     for (const Outcome& o : outcomes) {
-      const std::string what = o.rule == "config_rejected"
-                                   ? "config from " + o.source + " rejected: " + o.detail
-                                   : "config source " + o.source + " unreachable: " + o.detail;
+      const std::string what =
+          o.rule == "config_rejected" ? "config from " + o.source + " rejected: " + o.detail
+          : o.rule == "vrrp_fault"    ? "VRRP " + o.source + " in FAULT (" + o.detail +
+                                         "): the virtual IPs are released"
+                                      : "config source " + o.source + " unreachable: " + o.detail;
       auto a = o.ok ? alerts_.clear(o.rule, o.source, unixMs())
                     : alerts_.raise(o.rule, o.source, "warning", what, 0, unixMs());
       if (a) deliver(*a);
@@ -174,6 +178,16 @@ void AdminServer::setRole(const std::string& role, const std::string& leader_id)
   leader_ = leader_id;
 }
 
+void AdminServer::haTransition(const std::string& state, bool fault, const std::string& reason) {
+  {
+    std::lock_guard<std::mutex> g(mailbox_mu_);
+    role_ = state;
+    outcomes_.push_back({"vrrp_fault", "vrid " + std::to_string(server_.snapshot()->cfg->cluster.vrrp.vrid), !fault,
+                         reason});
+  }
+  loop_.wake();
+}
+
 std::string AdminServer::roleName() const {
   std::lock_guard<std::mutex> g(mailbox_mu_);
   return role_.empty() ? "standalone" : role_;
@@ -192,9 +206,10 @@ void AdminServer::onTimer(int tag) {
 void AdminServer::refresh() {
   auto next = server_.snapshot();
   if (next == snap_) return;
-  const config::Config& was = *snap_->cfg;
-  const config::Config& now = *next->cfg;
+  auto old = std::move(snap_);  // kept alive until the comparison below is done
   snap_ = std::move(next);
+  const config::Config& was = *old->cfg;
+  const config::Config& now = *snap_->cfg;
   // A reload: rules and webhooks follow the new config; the admin address needs a restart.
   alerts_.setRules(now.alerts.rules);
   std::vector<std::string> old_urls, new_urls;
@@ -381,7 +396,7 @@ HttpResponse AdminServer::handle(const HttpRequest& req) {
         200, "application/json", series_.json(kSampleMs * kSeriesEveryTicks / 1000.0), {}, false};
   }
   if (p == "/api/v1/cluster") {
-    json j{{"mode", "standalone"},
+    json j{{"mode", cfg().cluster.mode},
            {"node", cfg().node_id},
            {"role", roleName()},
            {"peers", json::array()}};
@@ -392,6 +407,29 @@ HttpResponse AdminServer::handle(const HttpRequest& req) {
                        {"key", e.key},
                        {"ttl_seconds", e.ttl.count() / 1000},
                        {"leader", leader_.empty() ? json(nullptr) : json(leader_)}};
+    }
+    if (const ha::HaNode* node = ha_.load()) {
+      const config::Vrrp& v = cfg().cluster.vrrp;
+      auto c = node->counters();
+      json vips = json::array();
+      for (const auto& vip : v.virtual_ips) {
+        vips.push_back(vip.address + "/" + std::to_string(vip.prefix));
+      }
+      uint32_t master = node->masterIp();
+      char ip[INET_ADDRSTRLEN] = "";
+      in_addr a{htonl(master)};
+      if (master) ::inet_ntop(AF_INET, &a, ip, sizeof ip);
+      j["vrrp"] = {{"interface", v.interface},
+                   {"vrid", v.vrid},
+                   {"priority", v.priority},
+                   {"advert_interval_ms", v.advert_interval.count()},
+                   {"state", ha::stateName(node->state())},
+                   {"master", master ? json(ip) : json(nullptr)},
+                   {"virtual_ips", vips},
+                   {"adverts_sent", c.adverts_sent},
+                   {"adverts_received", c.adverts_received},
+                   {"transitions", c.transitions},
+                   {"gratuitous_arps", c.garps_sent}};
     }
     return jsonResponse(200, j);
   }
@@ -533,6 +571,17 @@ std::string AdminServer::metricsText() {
   }
   f.scrapes_total = ++scrapes_;
   f.role = roleName();
+  if (const ha::HaNode* node = ha_.load()) {
+    auto c = node->counters();
+    f.vrrp = true;
+    f.vrrp_adverts_sent = c.adverts_sent;
+    f.vrrp_adverts_received = c.adverts_received;
+    f.vrrp_transitions = c.transitions;
+    f.vrrp_garps = c.garps_sent;
+    for (size_t i = 0; i < c.rejected.size(); ++i) {
+      f.vrrp_rejected.emplace_back(ha::rejectName(static_cast<ha::Reject>(i)), c.rejected[i]);
+    }
+  }
   Totals totals = collect(server_);
   return renderMetrics(*totals.snap->cfg, totals, readProcessStats(), f);
 }

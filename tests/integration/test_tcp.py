@@ -186,7 +186,7 @@ def test_traffic_after_connect_timeouts(pool):
 
 def test_backpressure_bounded_memory(tp):
     """100 MiB through the echo with a client that stops reading for a while: tandem must
-    stop reading instead of buffering (RSS stays under 64 MiB)."""
+    stop reading instead of buffering (RSS grows by less than 48 MiB)."""
     from harness import RssMonitor
     n = 100 * MiB
     result = {}
@@ -199,6 +199,7 @@ def test_backpressure_bounded_memory(tp):
         except OSError as ex:
             result["send_error"] = repr(ex)
 
+    base = tp.t.rss_kib()  # idle RSS: bigger under sanitizers
     with RssMonitor(tp.t.pid) as mon, _connect(tp.echo, timeout=30) as s:
         th = threading.Thread(target=sender, args=(s,))
         th.start()
@@ -214,4 +215,5 @@ def test_backpressure_bounded_memory(tp):
         th.join(20)
     assert "send_error" not in result, result
     assert got == n and crc == pattern_crc(n) and tail == b"EOF %d\n" % n
-    assert mon.peak_kib < 64 * 1024, f"tandem RSS peaked at {mon.peak_kib} KiB"
+    # Growth, not the absolute size: buffering the 100 MiB would blow far past it.
+    assert mon.peak_kib - base < 48 * 1024, f"tandem RSS grew from {base} to {mon.peak_kib} KiB"
