@@ -6,7 +6,7 @@ set -euo pipefail
 PACKAGES=(
   # build
   build-essential cmake ninja-build pkg-config clang clang-format
-  libyaml-cpp-dev libfmt-dev libcli11-dev libexpected-dev nlohmann-json3-dev
+  libyaml-cpp-dev libfmt-dev libcli11-dev libexpected-dev nlohmann-json3-dev libmnl-dev
   # dashboard (npm packages come from web/package-lock.json, installed by the build)
   nodejs
   # tests

@@ -10,8 +10,8 @@
 #include "admin/process_stats.h"
 #include "admin/snapshot.h"
 #include "core/clock.h"
-#include "ha/ha_node.h"
 #include "core/log.h"
+#include "ha/ha_node.h"
 #include "proxy/access_log.h"
 
 namespace tandem::admin {
@@ -126,9 +126,9 @@ Result<void> AdminServer::start() {
     for (const Outcome& o : outcomes) {
       const std::string what =
           o.rule == "config_rejected" ? "config from " + o.source + " rejected: " + o.detail
-          : o.rule == "vrrp_fault"    ? "VRRP " + o.source + " in FAULT (" + o.detail +
-                                         "): the virtual IPs are released"
-                                      : "config source " + o.source + " unreachable: " + o.detail;
+          : o.rule == "vrrp_fault"
+              ? "VRRP " + o.source + " in FAULT (" + o.detail + "): the virtual IPs are released"
+              : "config source " + o.source + " unreachable: " + o.detail;
       auto a = o.ok ? alerts_.clear(o.rule, o.source, unixMs())
                     : alerts_.raise(o.rule, o.source, "warning", what, 0, unixMs());
       if (a) deliver(*a);
@@ -182,8 +182,9 @@ void AdminServer::haTransition(const std::string& state, bool fault, const std::
   {
     std::lock_guard<std::mutex> g(mailbox_mu_);
     role_ = state;
-    outcomes_.push_back({"vrrp_fault", "vrid " + std::to_string(server_.snapshot()->cfg->cluster.vrrp.vrid), !fault,
-                         reason});
+    outcomes_.push_back({"vrrp_fault",
+                         "vrid " + std::to_string(server_.snapshot()->cfg->cluster.vrrp.vrid),
+                         !fault, reason});
   }
   loop_.wake();
 }

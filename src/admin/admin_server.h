@@ -24,6 +24,9 @@
 namespace tandem::proxy {
 class AccessLog;
 }
+namespace tandem::ha {
+class HaNode;
+}
 
 namespace tandem::admin {
 
@@ -48,6 +51,10 @@ class AdminServer : public TimerHandler {
   // Thread-safe: the role from the leader election ("leader" | "follower"); with an election, only
   // the leader delivers webhooks (one notification per fleet, not one per instance).
   void setRole(const std::string& role, const std::string& leader_id);
+  // Thread-safe: VRRP (active-passive). The node's counters and master address show in
+  // /api/v1/cluster and the metrics; a transition sets the role and raises/resolves vrrp_fault.
+  void setHaNode(const ha::HaNode* node) { ha_.store(node); }
+  void haTransition(const std::string& state, bool fault, const std::string& reason);
 
   void onTimer(int tag) override;
 
@@ -90,6 +97,7 @@ class AdminServer : public TimerHandler {
   std::string roleName() const;
   std::string role_;  // guarded by mailbox_mu_; empty = standalone (no election)
   std::string leader_;
+  std::atomic<const ha::HaNode*> ha_{nullptr};
   mutable std::mutex mailbox_mu_;
   std::vector<Outcome> outcomes_;
   std::atomic<bool> stop_{false};

@@ -268,8 +268,24 @@ std::string renderMetrics(const config::Config& cfg, const Totals& snap, const P
   w.sample("tandem_access_log_lines_total", "result=\"written\"", facts.access_log_written);
   w.sample("tandem_access_log_lines_total", "result=\"dropped\"", facts.access_log_dropped);
   w.family("tandem_ha_role", "gauge", "This node's role, one series per role (1 = current).");
-  for (const char* r : {"standalone", "leader", "follower"}) {
+  for (const char* r : {"standalone", "leader", "follower", "init", "backup", "master", "fault"}) {
     w.sample("tandem_ha_role", label("role", r), static_cast<uint64_t>(facts.role == r ? 1 : 0));
+  }
+  if (facts.vrrp) {
+    w.family("tandem_vrrp_adverts_sent_total", "counter", "VRRP advertisements sent.");
+    w.sample("tandem_vrrp_adverts_sent_total", "", facts.vrrp_adverts_sent);
+    w.family("tandem_vrrp_adverts_received_total", "counter",
+             "Valid VRRP advertisements received.");
+    w.sample("tandem_vrrp_adverts_received_total", "", facts.vrrp_adverts_received);
+    w.family("tandem_vrrp_adverts_rejected_total", "counter",
+             "Received VRRP packets dropped, by reason (they change nothing).");
+    for (const auto& [reason, n] : facts.vrrp_rejected) {
+      w.sample("tandem_vrrp_adverts_rejected_total", label("reason", reason), n);
+    }
+    w.family("tandem_ha_transitions_total", "counter", "VRRP state transitions.");
+    w.sample("tandem_ha_transitions_total", "", facts.vrrp_transitions);
+    w.family("tandem_vrrp_gratuitous_arps_total", "counter", "Gratuitous ARPs sent.");
+    w.sample("tandem_vrrp_gratuitous_arps_total", "", facts.vrrp_garps);
   }
   w.family("tandem_admin_scrapes_total", "counter", "Scrapes of this endpoint.");
   w.sample("tandem_admin_scrapes_total", "", facts.scrapes_total);

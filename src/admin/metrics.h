@@ -3,6 +3,8 @@
 // Names start with tandem_ and follow the conventions (_total, _seconds, _bytes; base units).
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "admin/process_stats.h"
 #include "admin/snapshot.h"
@@ -16,7 +18,7 @@ struct ControlFacts {
   std::string node;
   uint64_t config_revision = 0;
   int64_t config_source_revision = 0;  // etcd mod_revision of the config in use (0: a file)
-  double config_loaded_seconds = 0;  // Unix time
+  double config_loaded_seconds = 0;    // Unix time
   uint64_t events_total = 0;
   uint64_t alerts_firing = 0;
   uint64_t alerts_fired_total = 0;
@@ -26,7 +28,14 @@ struct ControlFacts {
   uint64_t access_log_written = 0;
   uint64_t access_log_dropped = 0;
   uint64_t scrapes_total = 0;
-  std::string role = "standalone";  // standalone | leader | follower (election)
+  std::string role =
+      "standalone";  // standalone | leader | follower | init | backup | master | fault
+  bool vrrp = false;
+  uint64_t vrrp_adverts_sent = 0;
+  uint64_t vrrp_adverts_received = 0;
+  uint64_t vrrp_transitions = 0;
+  uint64_t vrrp_garps = 0;
+  std::vector<std::pair<std::string, uint64_t>> vrrp_rejected;  // by reason
 };
 
 std::string renderMetrics(const config::Config& cfg, const Totals& snap, const ProcessStats& proc,

@@ -1,8 +1,10 @@
 #include "app/run.h"
 
+#include <arpa/inet.h>
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -15,6 +17,7 @@
 #include "config/etcd_election.h"
 #include "config/etcd_source.h"
 #include "core/log.h"
+#include "ha/ha_node.h"
 #include "proxy/access_log.h"
 #include "proxy/server.h"
 
@@ -39,12 +42,17 @@ class Runner {
   void applyFromEtcd();
   bool startEtcd();
   bool startElection();
+  bool startHa();
   int drain(int sig);
 
   std::string path_;
   std::shared_ptr<const Config> boot_;  // the local file at start (config source, election)
   std::shared_ptr<const Config> cfg_;   // the running config
   std::unique_ptr<proxy::AccessLog> access_log_;
+  // Declared before the server: the server's health thread (tracking) may use it until it stops.
+  std::unique_ptr<ha::HaNode> ha_;
+  std::atomic<ha::HaNode*> ha_ptr_{nullptr};
+  std::atomic<int> track_penalty_{0};  // the latest, for a node that starts after the first view
   std::unique_ptr<proxy::Server> server_;
   std::unique_ptr<admin::AdminServer> admin_;
   std::unique_ptr<config::EtcdSource> source_;
@@ -154,9 +162,51 @@ bool Runner::startElection() {
   return true;
 }
 
+uint32_t hostOrder(const std::string& ip) {
+  in_addr a{};
+  ::inet_pton(AF_INET, ip.c_str(), &a);  // validated by the config loader
+  return ntohl(a.s_addr);
+}
+
+bool Runner::startHa() {
+  const config::Vrrp& v = boot_->cluster.vrrp;
+  ha::VrrpSettings s;
+  s.interface = v.interface;
+  s.vrid = static_cast<uint8_t>(v.vrid);
+  s.priority = static_cast<uint8_t>(v.priority);
+  s.advert_interval_cs = static_cast<uint16_t>(v.advert_interval.count() / 10);
+  s.preempt = v.preempt;
+  s.preempt_delay_ms = v.preempt_delay.count();
+  for (const auto& vip : v.virtual_ips) s.vips.emplace_back(hostOrder(vip.address), vip.prefix);
+  for (const auto& peer : v.unicast_peers) s.unicast_peers.push_back(hostOrder(peer));
+  s.garp_count = v.garp_count;
+  s.garp_repeat_ms = v.garp_repeat.count();
+  auto made = ha::HaNode::make(s, [this](ha::State from, ha::State to, ha::Reason why) {
+    log::warn("vrrp vrid {}: {} -> {} ({})", boot_->cluster.vrrp.vrid, ha::stateName(from),
+              ha::stateName(to), ha::reasonName(why));
+    server_->events().emit({0, 0, std::string("vrrp_") + ha::stateName(to), "", "",
+                            std::string(ha::stateName(from)) + " -> " + ha::stateName(to) + " (" +
+                                ha::reasonName(why) + ")"});
+    if (admin_)
+      admin_->haTransition(ha::stateName(to), to == ha::State::kFault, ha::reasonName(why));
+  });
+  if (!made) {
+    log::error("cannot start: vrrp: {}", made.error().message);
+    return false;
+  }
+  ha_ = std::move(*made);
+  if (admin_) admin_->setHaNode(ha_.get());
+  ha_ptr_.store(ha_.get());
+  ha_->setTrackPenalty(track_penalty_.load());
+  ha_->start();
+  return true;
+}
+
 int Runner::drain(int sig) {
   log::info("signal {}: draining (up to {} ms)", sig, cfg_->drain_timeout.count());
   if (admin_) admin_->setDraining();
+  // A graceful stop hands the VIPs over at once: priority 0, VIPs removed (RFC 5798 6.4.3).
+  if (ha_) ha_->stop();
   if (source_) source_->stop();
   // A graceful stop hands the leadership over at once instead of after the lease's TTL.
   if (election_) {
@@ -204,6 +254,20 @@ int Runner::run() {
   }
   server_ = std::make_unique<proxy::Server>();
   server_->setAccessLog(access_log_.get());
+  if (boot_->cluster.mode == "active_passive" && boot_->cluster.vrrp.track_no_healthy_backends) {
+    // Tracking: while a backend has no healthy server, this node is a worse master.
+    const int penalty = -boot_->cluster.vrrp.track_no_healthy_backends;
+    server_->setHealthObserver([this, penalty](const health::HealthView& view) {
+      bool empty = false;
+      for (const auto& b : view.backends) {
+        bool any = false;
+        for (const auto& s : b.servers) any |= s.healthy && !s.disabled;
+        empty |= !any && !b.servers.empty();
+      }
+      track_penalty_.store(empty ? penalty : 0);
+      if (ha::HaNode* node = ha_ptr_.load()) node->setTrackPenalty(empty ? penalty : 0);
+    });
+  }
   if (auto r = server_->start(cfg_, {"file", path_, 0}); !r) {
     log::error("cannot start: {}", r.error().message);
     return 1;
@@ -216,6 +280,7 @@ int Runner::run() {
       return 1;  // ~Server stops the workers
     }
   }
+  if (boot_->cluster.mode == "active_passive" && !startHa()) return 1;
   if (boot_->cluster.election.enabled && !startElection()) return 1;
   if (boot_->config_source.etcd && !startEtcd()) return 1;
   for (;;) {

@@ -106,7 +106,9 @@ Result<std::shared_ptr<Snapshot>> Server::prepare(std::shared_ptr<const config::
 }
 
 void Server::startHealth(const Snapshot& snap) {
+  if (health_observer_) health_observer_(*snap.health->current());
   snap.health->start([this](std::shared_ptr<const health::HealthView> v) {
+    if (health_observer_) health_observer_(*v);
     for (auto& w : workers_) w->publishHealth(v);
   });
 }

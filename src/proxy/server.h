@@ -5,6 +5,7 @@
 //
 // Threading: start(), reload() and drain() run on the main thread; snapshot(), workers() and
 // events() may be used from any thread.
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -46,6 +47,11 @@ class Server {
   const std::vector<std::unique_ptr<Worker>>& workers() const { return workers_; }
   // Optional access log, shared by the workers (set before start()).
   void setAccessLog(AccessLog* log) { access_log_ = log; }
+  // Optional: called with every health view published (on the health thread), e.g. for VRRP
+  // tracking. Set before start().
+  void setHealthObserver(std::function<void(const health::HealthView&)> fn) {
+    health_observer_ = std::move(fn);
+  }
 
  private:
   // Builds the snapshot for `cfg`, binding what is missing; `fds[w]` gets worker w's sockets.
@@ -63,6 +69,7 @@ class Server {
   std::map<std::string, std::vector<int>> sockets_;
   std::vector<std::unique_ptr<Worker>> workers_;
   AccessLog* access_log_ = nullptr;
+  std::function<void(const health::HealthView&)> health_observer_;
 };
 
 // workers: auto -> one per online CPU.

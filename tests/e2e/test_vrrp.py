@@ -1,0 +1,274 @@
+"""Issue 5: two Tandem instances share a virtual IP with VRRPv3, in network namespaces made by the
+test (DESIGN section 7): a switch namespace with a bridge; hosts client .2, lb1 .11, lb2 .12,
+backend .21; VIP .100. A client inside its namespace sends a request every 10 ms to the VIP.
+Every case ends with exactly one master, holding the VIP, and the VIP answering."""
+import json
+import os
+import signal
+import textwrap
+import time
+
+import pytest
+
+import netns
+
+VIP = "198.18.0.100"
+HERE = os.path.dirname(__file__)
+
+BACKEND = textwrap.dedent("""
+    import http.server, sys
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"backend ok\\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        def log_message(self, *a):
+            pass
+    http.server.ThreadingHTTPServer(("198.18.0.21", 8000), H).serve_forever()
+""")
+
+# One request every 10 ms to the VIP, each on a new connection, for at most `seconds`; one JSON
+# line per request (start time, ok). Bounded in count and time.
+CLIENT = textwrap.dedent("""
+    import json, socket, sys, time
+    out, seconds = sys.argv[1], float(sys.argv[2])
+    end = time.monotonic() + seconds
+    with open(out, "w", buffering=1) as f:
+        for i in range(int(seconds * 100) + 1):
+            if time.monotonic() > end:
+                break
+            t0 = time.monotonic()
+            ok = False
+            try:
+                # Short timeouts (the bridge's RTT is well under 1 ms): an attempt that hangs on a
+                # dead path must not hide when the VIP answers again.
+                with socket.create_connection(("198.18.0.100", 8080), timeout=0.05) as s:
+                    s.settimeout(0.3)
+                    s.sendall(b"GET / HTTP/1.1\\r\\nHost: vip\\r\\nConnection: close\\r\\n\\r\\n")
+                    ok = s.recv(64).startswith(b"HTTP/1.1 200")
+            except OSError:
+                pass
+            f.write(json.dumps({"t": t0, "ok": ok}) + "\\n")
+            time.sleep(max(0.0, 0.01 - (time.monotonic() - t0)))
+""")
+
+
+def lb_config(name, ip, priority, interval="100ms", preempt=True):
+    return textwrap.dedent(f"""
+        node: {{id: {name}}}
+        workers: 1
+        drain_timeout: 1s
+        admin: {{listen: 127.0.0.1:9900}}
+        listeners: [{{name: web, listen: 0.0.0.0:8080, backend: app}}]
+        backends: [{{name: app, servers: [{{name: be, address: 198.18.0.21:8000}}]}}]
+        cluster:
+          mode: active_passive
+          vrrp:
+            interface: eth-{name}
+            vrid: 51
+            priority: {priority}
+            advert_interval: {interval}
+            preempt: {"true" if preempt else "false"}
+            virtual_ips: [{VIP}/24]
+    """)
+
+
+class Lab:
+    def __init__(self, topo, tandem_bin, tmp_path):
+        self.topo, self.bin, self.tmp = topo, tandem_bin, tmp_path
+        topo.add_host("client", "198.18.0.2")
+        topo.add_host("lb1", "198.18.0.11")
+        topo.add_host("lb2", "198.18.0.12")
+        topo.add_host("be", "198.18.0.21")
+        (tmp_path / "backend.py").write_text(BACKEND)
+        (tmp_path / "client.py").write_text(CLIENT)
+        topo.spawn("be", "/usr/bin/python3", str(tmp_path / "backend.py"))
+        netns.wait_until(lambda: self.http("lb1", "http://198.18.0.21:8000/") == 200, 5,
+                         "backend up")
+        self.lbs = {}
+
+    def http(self, host, url):
+        code = ("import sys, urllib.request\n"
+                "try:\n"
+                f"  print(urllib.request.urlopen({url!r}, timeout=1).status)\n"
+                "except Exception as e:\n"
+                "  print(getattr(e, 'code', 0))\n")
+        r = self.topo.exec(host, "/usr/bin/python3", "-c", code, check=False)
+        return int(r.stdout.strip() or 0)
+
+    def admin(self, host, path):
+        code = ("import urllib.request\n"
+                f"print(urllib.request.urlopen('http://127.0.0.1:9900{path}', timeout=1).read()"
+                ".decode())")
+        r = self.topo.exec(host, "/usr/bin/python3", "-c", code, check=False)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    def start(self, name, priority, **kw):
+        ip = self.topo.hosts[name][1]
+        conf = self.tmp / f"{name}.yaml"
+        conf.write_text(lb_config(name, ip, priority, **kw))
+        p = self.topo.spawn(name, self.bin, "run", "-c", str(conf),
+                            log=str(self.tmp / f"{name}.log"))
+        self.lbs[name] = p
+        netns.wait_until(lambda: self.admin(name, "/api/v1/status") is not None or p.poll() is not None
+                         or None, 5, f"{name} admin")
+        assert p.poll() is None, open(self.tmp / f"{name}.log").read()
+        return p
+
+    def metrics(self, name):
+        code = ("import urllib.request\n"
+                "print(urllib.request.urlopen('http://127.0.0.1:9900/metrics', timeout=1).read()"
+                ".decode())")
+        return self.topo.exec(name, "/usr/bin/python3", "-c", code).stdout.decode().splitlines()
+
+    def state(self, name):
+        p = self.lbs.get(name)
+        if p is None or p.poll() is not None:
+            return None
+        c = self.admin(name, "/api/v1/cluster")
+        return c and c["vrrp"]["state"]
+
+    def holds_vip(self, name):
+        return f"{VIP}/24" in self.topo.addresses(name)
+
+    def one_master(self, timeout=5):
+        def check():
+            states = {n: self.state(n) for n in self.lbs if self.lbs[n].poll() is None}
+            masters = [n for n, s in states.items() if s == "master"]
+            return masters[0] if len(masters) == 1 and all(
+                s in ("master", "backup") for s in states.values()) else None
+        return netns.wait_until(check, timeout, "exactly one master")
+
+    def client(self, seconds):
+        out = self.tmp / f"client-{time.monotonic_ns()}.jsonl"
+        p = self.topo.spawn("client", "/usr/bin/python3", str(self.tmp / "client.py"), str(out),
+                            str(seconds))
+        return p, out
+
+    @staticmethod
+    def gap(out):
+        """Client-visible gap: first failed request to the next successful one (seconds)."""
+        rows = [json.loads(line) for line in open(out)]
+        first_fail = next((r["t"] for r in rows if not r["ok"]), None)
+        if first_fail is None:
+            return 0.0, len(rows)
+        back = next((r["t"] for r in rows if r["ok"] and r["t"] > first_fail), None)
+        assert back is not None, "the VIP never answered again"
+        return back - first_fail, len(rows)
+
+
+@pytest.fixture
+def lab(topo, tandem_bin, tmp_path):
+    return Lab(topo, tandem_bin, tmp_path)
+
+
+def test_failover_on_kill_and_graceful_stop(lab):
+    lab.start("lb1", 150)
+    lab.start("lb2", 100)
+    assert lab.one_master() == "lb1"
+    assert lab.holds_vip("lb1") and not lab.holds_vip("lb2")
+    assert lab.http("client", f"http://{VIP}:8080/") == 200
+    # kill -9 of the master's process: lb2 takes over after the master-down interval.
+    client, out = lab.client(3.0)
+    time.sleep(0.5)  # the client's steady state before the failure (pacing, not a sync)
+    os.kill(lab.lbs["lb1"].pid, signal.SIGKILL)
+    lab.lbs["lb1"].wait(5)
+    assert lab.one_master() == "lb2"
+    client.wait(10)
+    gap, n = lab.gap(out)
+    print(f"\nkill -9: client-visible gap {gap * 1000:.0f} ms ({n} requests)")
+    assert gap < 1.5, gap
+    assert lab.holds_vip("lb2")
+    assert lab.http("client", f"http://{VIP}:8080/") == 200
+    # lb1 comes back (preempt on): its stale VIP is removed at start, then it takes over again.
+    lab.start("lb1", 150)
+    netns.wait_until(lambda: lab.state("lb1") == "master", 5, "lb1 master again")
+    assert lab.one_master() == "lb1"
+    netns.wait_until(lambda: not lab.holds_vip("lb2"), 3, "lb2 released the VIP")
+    # Graceful stop of the master: priority 0, the backup takes over in Skew_Time.
+    client, out = lab.client(2.0)
+    time.sleep(0.5)
+    lab.topo.stop(lab.lbs["lb1"], signal.SIGTERM)
+    assert lab.one_master() == "lb2"
+    client.wait(10)
+    gap, n = lab.gap(out)
+    print(f"graceful stop: client-visible gap {gap * 1000:.0f} ms ({n} requests)")
+    assert gap < 0.5, gap
+    assert not lab.holds_vip("lb1") and lab.holds_vip("lb2")
+    assert lab.http("client", f"http://{VIP}:8080/") == 200
+
+
+def test_partition_and_heal_converge_to_one_master(lab):
+    lab.start("lb1", 150)
+    lab.start("lb2", 100)
+    assert lab.one_master() == "lb1"
+    # Partition lb1 away: lb2 hears nothing and takes over; lb1 stays master on its side.
+    lab.topo.partition("lb1", True)
+    netns.wait_until(lambda: lab.state("lb2") == "master", 5, "lb2 master during the partition")
+    assert lab.state("lb1") == "master"  # two masters, each alone
+    assert lab.http("client", f"http://{VIP}:8080/") == 200
+    # Heal: the two masters hear each other; the lower one steps down at once, the higher one
+    # answers at once and re-announces the VIP with gratuitous ARPs.
+    lab.topo.partition("lb1", False)
+    netns.wait_until(lambda: lab.state("lb2") == "backup", 3, "lb2 steps down")
+    assert lab.one_master() == "lb1"
+    netns.wait_until(lambda: not lab.holds_vip("lb2"), 3, "lb2 released the VIP")
+    netns.wait_until(lambda: lab.http("client", f"http://{VIP}:8080/") == 200, 3,
+                     "the VIP answers after the heal")
+
+
+def test_link_down_is_a_fault_and_the_backup_takes_over(lab):
+    lab.start("lb1", 150)
+    lab.start("lb2", 100)
+    assert lab.one_master() == "lb1"
+    lab.topo.link("lb1", False)
+    netns.wait_until(lambda: lab.state("lb1") == "fault", 3, "lb1 in FAULT")
+    assert not lab.holds_vip("lb1")
+    netns.wait_until(lambda: lab.state("lb2") == "master", 3, "lb2 master")
+    alerts = lab.admin("lb1", "/api/v1/alerts")["active"]
+    assert [a["rule"] for a in alerts] == ["vrrp_fault"], alerts
+    assert lab.http("client", f"http://{VIP}:8080/") == 200
+    # The cable back: lb1 leaves FAULT and, with preempt, takes over again.
+    lab.topo.link("lb1", True)
+    netns.wait_until(lambda: lab.state("lb1") == "master", 5, "lb1 master again")
+    assert lab.one_master() == "lb1"
+    netns.wait_until(lambda: lab.admin("lb1", "/api/v1/alerts")["active"] == [], 3,
+                     "fault alert resolved")
+
+
+def test_malformed_adverts_change_nothing(lab):
+    lab.start("lb1", 150)
+    lab.start("lb2", 100)
+    assert lab.one_master() == "lb1"
+    # From the client's namespace: a VRRP packet with a higher priority but a bad checksum, one
+    # with TTL 64, one with version 2. None may demote lb1.
+    code = """
+import socket, struct
+def csum(b):
+    if len(b) % 2: b += b"\\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+def vrrp(version, prio, good):
+    body = struct.pack("!BBBBHH4s", (version << 4) | 1, 51, prio, 1, 10, 0,
+                       socket.inet_aton("198.18.0.100"))
+    pseudo = socket.inet_aton("198.18.0.2") + socket.inet_aton("224.0.0.18") + struct.pack("!BBH", 0, 112, len(body))
+    c = csum(pseudo + body) ^ (0 if good else 0x5555)
+    return body[:6] + struct.pack("!H", c) + body[8:]
+for ttl, version, good in ((255, 3, False), (64, 3, True), (255, 2, True)):
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"eth-client")
+    for _ in range(20):
+        s.sendto(vrrp(version, 254, good), ("224.0.0.18", 0))
+    s.close()
+"""
+    lab.topo.exec("client", "/usr/bin/python3", "-c", code)
+    netns.wait_until(lambda: sum(int(line.split()[-1]) for line in lab.metrics("lb2")
+                                 if line.startswith("tandem_vrrp_adverts_rejected_total")) >= 40,
+                     3, "rejections counted on lb2")
+    assert lab.state("lb1") == "master" and lab.state("lb2") == "backup"
+    assert lab.one_master() == "lb1"
+    assert lab.http("client", f"http://{VIP}:8080/") == 200
