@@ -59,10 +59,15 @@ std::string_view ipBytes(const SockAddr& a) {
   return {};
 }
 
-Result<int> listenOn(const SockAddr& addr, int backlog) {
+Result<int> listenOn(const SockAddr& addr, int backlog, bool freebind) {
   UniqueFd fd(::socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) return fail(ErrorSource::kInternal, errno, std::string("socket: ") + strerror(errno));
   int one = 1;
+  if (freebind) {
+    const int level = addr.family() == AF_INET6 ? IPPROTO_IPV6 : IPPROTO_IP;
+    const int opt = addr.family() == AF_INET6 ? IPV6_FREEBIND : IP_FREEBIND;
+    setsockopt(fd.get(), level, opt, &one, sizeof one);
+  }
   setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
     return fail(ErrorSource::kInternal, errno, std::string("SO_REUSEPORT: ") + strerror(errno));

@@ -27,7 +27,8 @@ std::string ipText(const SockAddr& a);
 std::string_view ipBytes(const SockAddr& a);
 
 // A non-blocking listening socket with SO_REUSEADDR and SO_REUSEPORT (one per worker).
-Result<int> listenOn(const SockAddr& addr, int backlog = 4096);
+// `freebind`: the address need not be on the host yet (a VRRP virtual IP held by another node).
+Result<int> listenOn(const SockAddr& addr, int backlog = 4096, bool freebind = false);
 // Starts a non-blocking connect; completion is signalled by EPOLLOUT (check with socketError()).
 Result<int> connectNonBlocking(const SockAddr& addr);
 int socketError(int fd);

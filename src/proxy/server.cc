@@ -68,9 +68,12 @@ Result<std::shared_ptr<Snapshot>> Server::prepare(std::shared_ptr<const config::
         undo();
         return fail(ErrorSource::kConfig, 0, "listener " + l.name + ": " + addr.error().message);
       }
+      // A listener on one of our virtual IPs must bind (and serve) before this node is master.
+      bool on_vip = false;
+      for (const auto& vip : cfg->cluster.vrrp.virtual_ips) on_vip |= vip.address == l.listen.host;
       std::vector<int> mine;
       for (unsigned w = 0; w < n_; ++w) {
-        auto fd = listenOn(*addr);
+        auto fd = listenOn(*addr, 4096, on_vip);
         if (!fd) {
           for (int f : mine) ::close(f);
           undo();

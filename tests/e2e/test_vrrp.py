@@ -55,13 +55,13 @@ CLIENT = textwrap.dedent("""
 """)
 
 
-def lb_config(name, ip, priority, interval="100ms", preempt=True):
+def lb_config(name, ip, priority, interval="100ms", preempt=True, listen="0.0.0.0:8080"):
     return textwrap.dedent(f"""
         node: {{id: {name}}}
         workers: 1
         drain_timeout: 1s
         admin: {{listen: 127.0.0.1:9900}}
-        listeners: [{{name: web, listen: 0.0.0.0:8080, backend: app}}]
+        listeners: [{{name: web, listen: "{listen}", backend: app}}]
         backends: [{{name: app, servers: [{{name: be, address: 198.18.0.21:8000}}]}}]
         cluster:
           mode: active_passive
@@ -272,3 +272,21 @@ for ttl, version, good in ((255, 3, False), (64, 3, True), (255, 2, True)):
     assert lab.state("lb1") == "master" and lab.state("lb2") == "backup"
     assert lab.one_master() == "lb1"
     assert lab.http("client", f"http://{VIP}:8080/") == 200
+
+
+def test_listener_on_the_vip_and_preempt_off(lab):
+    vip_listen = f"{VIP}:8080"  # bound before this node holds the VIP (IP_FREEBIND)
+    lab.start("lb2", 100, listen=vip_listen)
+    assert lab.one_master() == "lb2"
+    # A higher priority without preemption does not take over from a live master.
+    lab.start("lb1", 150, preempt=False, listen=vip_listen)
+    netns.wait_until(lambda: lab.state("lb1") == "backup", 3, "lb1 backup")
+    assert lab.one_master() == "lb2"
+    assert lab.http("client", f"http://{VIP}:8080/") == 200
+    # The master dies: lb1 takes over and serves on its VIP listener.
+    os.kill(lab.lbs["lb2"].pid, signal.SIGKILL)
+    lab.lbs["lb2"].wait(5)
+    netns.wait_until(lambda: lab.state("lb1") == "master", 3, "lb1 master")
+    assert lab.one_master() == "lb1"
+    netns.wait_until(lambda: lab.http("client", f"http://{VIP}:8080/") == 200, 3,
+                     "the VIP answers through lb1's VIP listener")
