@@ -42,6 +42,12 @@ class Writer {
     line(name, labels);
     fmt::format_to(std::back_inserter(out), "{}\n", v);
   }
+  // A family with one unlabelled sample.
+  template <typename V>
+  void single(std::string_view name, std::string_view type, std::string_view help, V v) {
+    family(name, type, help);
+    sample(name, "", v);
+  }
   void histogram(std::string_view name, std::string_view labels, const HistogramSnapshot& h) {
     uint64_t cumulative = 0;
     const std::string sep = labels.empty() ? "" : ",";
@@ -228,38 +234,33 @@ std::string renderMetrics(const config::Config& cfg, const Totals& snap, const P
        [](const ServerTotals& t) { return t.effectiveWeight(); });
 
   // ---- process
-  w.family("tandem_process_cpu_seconds_total", "counter", "User and system CPU time.");
-  w.sample("tandem_process_cpu_seconds_total", "", proc.cpu_seconds);
-  w.family("tandem_process_resident_memory_bytes", "gauge", "Resident memory.");
-  w.sample("tandem_process_resident_memory_bytes", "", proc.resident_bytes);
-  w.family("tandem_process_virtual_memory_bytes", "gauge", "Virtual memory.");
-  w.sample("tandem_process_virtual_memory_bytes", "", proc.virtual_bytes);
-  w.family("tandem_process_open_fds", "gauge", "Open file descriptors.");
-  w.sample("tandem_process_open_fds", "", proc.open_fds);
-  w.family("tandem_process_max_fds", "gauge", "File descriptor limit.");
-  w.sample("tandem_process_max_fds", "", proc.max_fds);
-  w.family("tandem_process_threads", "gauge", "Threads.");
-  w.sample("tandem_process_threads", "", proc.threads);
-  w.family("tandem_process_start_time_seconds", "gauge", "Start time (Unix seconds).");
-  w.sample("tandem_process_start_time_seconds", "", proc.start_time_seconds);
+  w.single("tandem_process_cpu_seconds_total", "counter", "User and system CPU time.",
+           proc.cpu_seconds);
+  w.single("tandem_process_resident_memory_bytes", "gauge", "Resident memory.",
+           proc.resident_bytes);
+  w.single("tandem_process_virtual_memory_bytes", "gauge", "Virtual memory.", proc.virtual_bytes);
+  w.single("tandem_process_open_fds", "gauge", "Open file descriptors.", proc.open_fds);
+  w.single("tandem_process_max_fds", "gauge", "File descriptor limit.", proc.max_fds);
+  w.single("tandem_process_threads", "gauge", "Threads.", proc.threads);
+  w.single("tandem_process_start_time_seconds", "gauge", "Start time (Unix seconds).",
+           proc.start_time_seconds);
 
   // ---- control plane
   w.family("tandem_build_info", "gauge", "Version of this binary and node id (always 1).");
   w.sample("tandem_build_info", label("version", facts.version) + "," + label("node", facts.node),
            uint64_t{1});
-  w.family("tandem_config_revision", "gauge", "Revision of the configuration in use.");
-  w.sample("tandem_config_revision", "", facts.config_revision);
-  w.family("tandem_config_source_revision", "gauge",
-           "etcd revision of the configuration in use (0 when it came from a file).");
-  w.sample("tandem_config_source_revision", "", facts.config_source_revision);
-  w.family("tandem_config_loaded_timestamp_seconds", "gauge", "When it was loaded (Unix seconds).");
-  w.sample("tandem_config_loaded_timestamp_seconds", "", facts.config_loaded_seconds);
-  w.family("tandem_events_total", "counter", "Control-plane events (health transitions, admin).");
-  w.sample("tandem_events_total", "", facts.events_total);
-  w.family("tandem_alerts_firing", "gauge", "Alerts firing now.");
-  w.sample("tandem_alerts_firing", "", facts.alerts_firing);
-  w.family("tandem_alerts_fired_total", "counter", "Alerts fired since start.");
-  w.sample("tandem_alerts_fired_total", "", facts.alerts_fired_total);
+  w.single("tandem_config_revision", "gauge", "Revision of the configuration in use.",
+           facts.config_revision);
+  w.single("tandem_config_source_revision", "gauge",
+           "etcd revision of the configuration in use (0 when it came from a file).",
+           facts.config_source_revision);
+  w.single("tandem_config_loaded_timestamp_seconds", "gauge", "When it was loaded (Unix seconds).",
+           facts.config_loaded_seconds);
+  w.single("tandem_events_total", "counter", "Control-plane events (health transitions, admin).",
+           facts.events_total);
+  w.single("tandem_alerts_firing", "gauge", "Alerts firing now.", facts.alerts_firing);
+  w.single("tandem_alerts_fired_total", "counter", "Alerts fired since start.",
+           facts.alerts_fired_total);
   w.family("tandem_webhook_notifications_total", "counter", "Webhook notifications by outcome.");
   w.sample("tandem_webhook_notifications_total", "result=\"delivered\"", facts.webhook_delivered);
   w.sample("tandem_webhook_notifications_total", "result=\"failed\"", facts.webhook_failed);
@@ -272,23 +273,22 @@ std::string renderMetrics(const config::Config& cfg, const Totals& snap, const P
     w.sample("tandem_ha_role", label("role", r), static_cast<uint64_t>(facts.role == r ? 1 : 0));
   }
   if (facts.vrrp) {
-    w.family("tandem_vrrp_adverts_sent_total", "counter", "VRRP advertisements sent.");
-    w.sample("tandem_vrrp_adverts_sent_total", "", facts.vrrp_adverts_sent);
-    w.family("tandem_vrrp_adverts_received_total", "counter",
-             "Valid VRRP advertisements received.");
-    w.sample("tandem_vrrp_adverts_received_total", "", facts.vrrp_adverts_received);
+    w.single("tandem_vrrp_adverts_sent_total", "counter", "VRRP advertisements sent.",
+             facts.vrrp_adverts_sent);
+    w.single("tandem_vrrp_adverts_received_total", "counter", "Valid VRRP advertisements received.",
+             facts.vrrp_adverts_received);
     w.family("tandem_vrrp_adverts_rejected_total", "counter",
              "Received VRRP packets dropped, by reason (they change nothing).");
     for (const auto& [reason, n] : facts.vrrp_rejected) {
       w.sample("tandem_vrrp_adverts_rejected_total", label("reason", reason), n);
     }
-    w.family("tandem_ha_transitions_total", "counter", "VRRP state transitions.");
-    w.sample("tandem_ha_transitions_total", "", facts.vrrp_transitions);
-    w.family("tandem_vrrp_gratuitous_arps_total", "counter", "Gratuitous ARPs sent.");
-    w.sample("tandem_vrrp_gratuitous_arps_total", "", facts.vrrp_garps);
+    w.single("tandem_ha_transitions_total", "counter", "VRRP state transitions.",
+             facts.vrrp_transitions);
+    w.single("tandem_vrrp_gratuitous_arps_total", "counter", "Gratuitous ARPs sent.",
+             facts.vrrp_garps);
   }
-  w.family("tandem_admin_scrapes_total", "counter", "Scrapes of this endpoint.");
-  w.sample("tandem_admin_scrapes_total", "", facts.scrapes_total);
+  w.single("tandem_admin_scrapes_total", "counter", "Scrapes of this endpoint.",
+           facts.scrapes_total);
   return std::move(w.out);
 }
 
