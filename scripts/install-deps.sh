@@ -11,7 +11,7 @@ PACKAGES=(
   nodejs
   # tests
   libgtest-dev libgmock-dev libbenchmark-dev python3 python3-pytest curl procps iproute2 etcd-server
-  python3-prometheus-client chromium
+  python3-prometheus-client chromium keepalived
   # benchmarks (peers we compare against, load generator)
   haproxy nginx-light wrk util-linux
 )
