@@ -197,7 +197,8 @@ def test_election_one_leader_takeover_and_one_webhook_notification(pool, etcd, t
                what="one leader, one follower")
     leader = t1 if roles()["n1"] == "leader" else t2
     other = t2 if leader is t1 else t1
-    assert other.admin_json("/api/v1/cluster")["election"]["leader"] == leader.name
+    wait_until(lambda: other.admin_json("/api/v1/cluster")["election"]["leader"] == leader.name,
+               timeout=3, what="the follower knows the leader")
     # Both see the dead server; only the leader notifies.
     hook.wait_for(lambda x: x["rule"] == "server_down", timeout=8, what="server_down")
     for t in (t1, t2):
