@@ -128,7 +128,9 @@ Result<void> AdminServer::start() {
           o.rule == "config_rejected" ? "config from " + o.source + " rejected: " + o.detail
           : o.rule == "vrrp_fault"
               ? "VRRP " + o.source + " in FAULT (" + o.detail + "): the virtual IPs are released"
-              : "config source " + o.source + " unreachable: " + o.detail;
+          : o.rule == "failover" ? "VRRP " + o.source + ": this node took over as master (" +
+                                       o.detail + "); the master it heard is gone"
+                                 : "config source " + o.source + " unreachable: " + o.detail;
       auto a = o.ok ? alerts_.clear(o.rule, o.source, unixMs())
                     : alerts_.raise(o.rule, o.source, "warning", what, 0, unixMs());
       if (a) deliver(*a);
@@ -178,13 +180,16 @@ void AdminServer::setRole(const std::string& role, const std::string& leader_id)
   leader_ = leader_id;
 }
 
-void AdminServer::haTransition(const std::string& state, bool fault, const std::string& reason) {
+void AdminServer::haTransition(const std::string& state, bool fault, bool takeover,
+                               const std::string& reason) {
+  const std::string subject = "vrid " + std::to_string(server_.snapshot()->cfg->cluster.vrrp.vrid);
   {
     std::lock_guard<std::mutex> g(mailbox_mu_);
     role_ = state;
-    outcomes_.push_back({"vrrp_fault",
-                         "vrid " + std::to_string(server_.snapshot()->cfg->cluster.vrrp.vrid),
-                         !fault, reason});
+    outcomes_.push_back({"vrrp_fault", subject, !fault, reason});
+    if (takeover || state != "master") {
+      outcomes_.push_back({"failover", subject, !takeover, reason});
+    }
   }
   loop_.wake();
 }

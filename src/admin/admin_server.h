@@ -54,7 +54,9 @@ class AdminServer : public TimerHandler {
   // Thread-safe: VRRP (active-passive). The node's counters and master address show in
   // /api/v1/cluster and the metrics; a transition sets the role and raises/resolves vrrp_fault.
   void setHaNode(const ha::HaNode* node) { ha_.store(node); }
-  void haTransition(const std::string& state, bool fault, const std::string& reason);
+  // `takeover`: this node became master because the master it heard went away (raises the
+  // failover alert; leaving MASTER resolves it).
+  void haTransition(const std::string& state, bool fault, bool takeover, const std::string& reason);
 
   void onTimer(int tag) override;
 

@@ -52,7 +52,9 @@ class Runner {
   // Declared before the server: the server's health thread (tracking) may use it until it stops.
   std::unique_ptr<ha::HaNode> ha_;
   std::atomic<ha::HaNode*> ha_ptr_{nullptr};
-  std::atomic<int> track_penalty_{0};  // the latest, for a node that starts after the first view
+  std::atomic<int> track_penalty_{0};
+  std::optional<std::chrono::steady_clock::time_point>
+      backup_since_;  // HA thread only  // the latest, for a node that starts after the first view
   std::unique_ptr<proxy::Server> server_;
   std::unique_ptr<admin::AdminServer> admin_;
   std::unique_ptr<config::EtcdSource> source_;
@@ -187,8 +189,21 @@ bool Runner::startHa() {
     server_->events().emit({0, 0, std::string("vrrp_") + ha::stateName(to), "", "",
                             std::string(ha::stateName(from)) + " -> " + ha::stateName(to) + " (" +
                                 ha::reasonName(why) + ")"});
-    if (admin_)
-      admin_->haTransition(ha::stateName(to), to == ha::State::kFault, ha::reasonName(why));
+    // A takeover, as opposed to the election of a cold start: this node had been a backup for
+    // longer than a master-down interval, so it had been hearing another master.
+    const auto now = std::chrono::steady_clock::now();
+    const auto down = std::chrono::milliseconds(ha::masterDownIntervalMs(
+        static_cast<uint8_t>(boot_->cluster.vrrp.priority),
+        static_cast<uint16_t>(boot_->cluster.vrrp.advert_interval.count() / 10)));
+    const bool takeover = to == ha::State::kMaster &&
+                          (why == ha::Reason::kMasterDown || why == ha::Reason::kMasterStopped) &&
+                          backup_since_ &&
+                          now - *backup_since_ > down + std::chrono::milliseconds(100);
+    if (to == ha::State::kBackup) backup_since_ = now;
+    if (admin_) {
+      admin_->haTransition(ha::stateName(to), to == ha::State::kFault, takeover,
+                           ha::reasonName(why));
+    }
   });
   if (!made) {
     log::error("cannot start: vrrp: {}", made.error().message);

@@ -182,11 +182,18 @@ def test_failover_on_kill_and_graceful_stop(lab):
     assert gap < 1.5, gap
     assert lab.holds_vip("lb2")
     assert lab.http("client", f"http://{VIP}:8080/") == 200
+    # The takeover raised the failover alert on lb2 (the cold-start election did not).
+    netns.wait_until(lambda: [a["rule"] for a in lab.admin("lb2", "/api/v1/alerts")["active"]]
+                     == ["failover"], 3, "failover alert on lb2")
     # lb1 comes back (preempt on): its stale VIP is removed at start, then it takes over again.
     lab.start("lb1", 150)
     netns.wait_until(lambda: lab.state("lb1") == "master", 5, "lb1 master again")
     assert lab.one_master() == "lb1"
     netns.wait_until(lambda: not lab.holds_vip("lb2"), 3, "lb2 released the VIP")
+    # lb2 is a backup again: its failover alert resolved; lb1 preempted, which is no failover.
+    netns.wait_until(lambda: lab.admin("lb2", "/api/v1/alerts")["active"] == [], 3,
+                     "failover alert resolved")
+    assert lab.admin("lb1", "/api/v1/alerts")["active"] == []
     # Graceful stop of the master: priority 0, the backup takes over in Skew_Time.
     client, out = lab.client(2.0)
     time.sleep(0.5)
