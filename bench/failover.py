@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import shutil
 import signal
 import statistics
@@ -344,6 +345,11 @@ def one_run(args, impl, case):
         probe, out = pair.probe(bound + 3.0)
         netns.wait_until(lambda: sum(r["ok"] for r in read_rows(out)) >= 30, 3,
                          "the probe's steady state (30 answered requests)")
+        # The fault lands at a random phase of the advert schedule: without this, the instant
+        # is tied to when the pair started (keepalived's adverts start on its MASTER entry), the
+        # time since the last advert is nearly constant, and the gaps compare phases, not
+        # implementations.
+        time.sleep(random.uniform(0, advert_ms / 1000))
         t_fault = time.monotonic()
         if how == "partition":
             pair.kill_host("lb1")
