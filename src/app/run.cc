@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -273,8 +274,16 @@ int Runner::run() {
     // Tracking: while a backend has no healthy server, this node is a worse master.
     const int penalty = -boot_->cluster.vrrp.track_no_healthy_backends;
     server_->setHealthObserver([this, penalty](const health::HealthView& view) {
+      // The view is indexed like the config it was built for (the server's current snapshot).
+      auto cfg = server_->snapshot()->cfg;
+      const auto& tracked = boot_->cluster.vrrp.track_backends;
       bool empty = false;
-      for (const auto& b : view.backends) {
+      for (size_t i = 0; i < view.backends.size() && i < cfg->backends.size(); ++i) {
+        const auto& b = view.backends[i];
+        if (!tracked.empty() &&
+            std::find(tracked.begin(), tracked.end(), cfg->backends[i].name) == tracked.end()) {
+          continue;
+        }
         bool any = false;
         for (const auto& s : b.servers) any |= s.healthy && !s.disabled;
         empty |= !any && !b.servers.empty();

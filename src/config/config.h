@@ -197,8 +197,9 @@ struct Vrrp {
   std::vector<std::string> unicast_peers;  // IPv4 literals; empty = multicast 224.0.0.18
   uint32_t garp_count = 5;                 // gratuitous ARPs per burst
   Duration garp_repeat{5'000};             // a second burst this long after taking over; 0 = none
-  int32_t track_no_healthy_backends =
-      0;  // priority change (<= 0) while a backend has no healthy server
+  // Tracking: this priority change (<= 0) while a tracked backend has no healthy server.
+  int32_t track_no_healthy_backends = 0;
+  std::vector<std::string> track_backends;  // the backends tracked; empty = all
   int line = 0;
 };
 

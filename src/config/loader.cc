@@ -1529,7 +1529,8 @@ void Loader::parseVrrp(const YAML::Node& node, int line, Vrrp& vrrp) {
            [&](const YAML::Node& v, int l) {
              if (!expectMap(v, l, "track")) return;
              walkMap(v, l, "vrrp.track", {},
-                     {{"no_healthy_backends", [&](const YAML::Node& tv, int tl) {
+                     {{"no_healthy_backends",
+                       [&](const YAML::Node& tv, int tl) {
                          auto text = scalar(tv, tl, "no_healthy_backends");
                          if (!text) return;
                          int32_t value = 1;
@@ -1544,6 +1545,14 @@ void Loader::parseVrrp(const YAML::Node& node, int line, Vrrp& vrrp) {
                            return;
                          }
                          vrrp.track_no_healthy_backends = value;
+                       }},
+                      {"backends", [&](const YAML::Node& tv, int tl) {
+                         if (!expectList(tv, tl, "backends")) return;
+                         for (const YAML::Node& item : tv) {
+                           if (auto n = name(item, lineOf(item, tl), "backends")) {
+                             vrrp.track_backends.push_back(*n);
+                           }
+                         }
                        }}});
            }},
       });
@@ -1615,6 +1624,14 @@ void Loader::checkReferences(const Config& config) {
       for (const Backend& backend : config.backends) names.push_back(backend.name);
       error(keyLine(keys, "backend", listener.line),
             "backend '" + listener.backend + "' is not defined" + suggest(listener.backend, names));
+    }
+  }
+  for (const std::string& b : config.cluster.vrrp.track_backends) {
+    if (config.findBackend(b) == nullptr && !full()) {
+      std::vector<std::string_view> names;
+      for (const Backend& backend : config.backends) names.push_back(backend.name);
+      error(config.cluster.vrrp.line,
+            "vrrp.track: backend '" + b + "' is not defined" + suggest(b, names));
     }
   }
   KeyLines backend_names;

@@ -26,7 +26,8 @@ BACKEND = textwrap.dedent("""
             self.wfile.write(body)
         def log_message(self, *a):
             pass
-    http.server.ThreadingHTTPServer(("198.18.0.21", 8000), H).serve_forever()
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
+    http.server.ThreadingHTTPServer(("198.18.0.21", port), H).serve_forever()
 """)
 
 # One request every 10 ms to the VIP, each on a new connection, for at most `seconds`; one JSON
@@ -55,14 +56,20 @@ CLIENT = textwrap.dedent("""
 """)
 
 
-def lb_config(name, ip, priority, interval="100ms", preempt=True, listen="0.0.0.0:8080"):
+def lb_config(name, ip, priority, interval="100ms", preempt=True, listen="0.0.0.0:8080",
+              backend_port=8000, track=False):
+    health = ("\n            health: {active: {type: tcp, interval: 100ms, timeout: 100ms, rise: 1, fall: 1}}"
+              if track else "")
+    tracking = "\n            track: {no_healthy_backends: -60, backends: [app]}" if track else ""
     return textwrap.dedent(f"""
         node: {{id: {name}}}
         workers: 1
         drain_timeout: 1s
         admin: {{listen: 127.0.0.1:9900}}
         listeners: [{{name: web, listen: "{listen}", backend: app}}]
-        backends: [{{name: app, servers: [{{name: be, address: 198.18.0.21:8000}}]}}]
+        backends:
+          - name: app
+            servers: [{{name: be, address: "198.18.0.21:{backend_port}"}}]{health}
         cluster:
           mode: active_passive
           vrrp:
@@ -71,7 +78,7 @@ def lb_config(name, ip, priority, interval="100ms", preempt=True, listen="0.0.0.
             priority: {priority}
             advert_interval: {interval}
             preempt: {"true" if preempt else "false"}
-            virtual_ips: [{VIP}/24]
+            virtual_ips: [{VIP}/24]{tracking}
     """)
 
 
@@ -297,3 +304,21 @@ def test_listener_on_the_vip_and_preempt_off(lab):
     assert lab.one_master() == "lb1"
     netns.wait_until(lambda: lab.http("client", f"http://{VIP}:8080/") == 200, 3,
                      "the VIP answers through lb1's VIP listener")
+
+
+def test_tracking_hands_over_when_the_backend_fails(lab):
+    # lb1's backend (port 8001) is its own; lb2 uses the shared one (8000).
+    be2 = lab.topo.spawn("be", "/usr/bin/python3", str(lab.tmp / "backend.py"), "8001")
+    netns.wait_until(lambda: lab.http("lb1", "http://198.18.0.21:8001/") == 200, 5, "backend 2")
+    lab.start("lb1", 150, backend_port=8001, track=True)
+    lab.start("lb2", 100, track=True)
+    assert lab.one_master() == "lb1"
+    # lb1's only backend fails its checks: 150 - 60 = 90 < 100, and lb2 preempts.
+    lab.topo.stop(be2, signal.SIGKILL)
+    netns.wait_until(lambda: lab.state("lb2") == "master", 5, "lb2 master after tracking")
+    assert lab.one_master() == "lb2"
+    assert lab.http("client", f"http://{VIP}:8080/") == 200
+    # The backend returns: lb1 is a better master again and takes over.
+    lab.topo.spawn("be", "/usr/bin/python3", str(lab.tmp / "backend.py"), "8001")
+    netns.wait_until(lambda: lab.state("lb1") == "master", 5, "lb1 master again")
+    assert lab.one_master() == "lb1"

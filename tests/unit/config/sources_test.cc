@@ -91,7 +91,7 @@ TEST(Vrrp, FullSection) {
     unicast_peers: [198.18.0.12]
     garp_count: 3
     garp_repeat: 0s
-    track: {no_healthy_backends: -60}
+    track: {no_healthy_backends: -60, backends: [app]}
 )"));
   const Vrrp& v = c.cluster.vrrp;
   EXPECT_EQ(c.cluster.mode, "active_passive");
@@ -109,6 +109,7 @@ TEST(Vrrp, FullSection) {
   EXPECT_EQ(v.garp_count, 3u);
   EXPECT_EQ(v.garp_repeat, 0ms);
   EXPECT_EQ(v.track_no_healthy_backends, -60);
+  EXPECT_THAT(v.track_backends, ElementsAre("app"));
 }
 
 TEST(Vrrp, Errors) {
@@ -129,6 +130,9 @@ TEST(Vrrp, Errors) {
   EXPECT_THAT(errorsOf(ap("{interface: e0, vrid: 1, virtual_ips: [198.18.0.100], "
                           "track: {no_healthy_backends: 10}}")),
               ElementsAre(Err(5, "-254..0")));
+  EXPECT_THAT(errorsOf(ap("{interface: e0, vrid: 1, virtual_ips: [198.18.0.100], "
+                          "track: {backends: [apq]}}")),
+              ElementsAre(Err(5, "vrrp.track: backend 'apq' is not defined; did you mean 'app'?")));
   EXPECT_THAT(
       errorsOf(with("cluster: {vrrp: {interface: e0, vrid: 1, virtual_ips: [198.18.0.1]}}\n")),
       ElementsAre(Err(3, "only used with mode: active_passive")));
