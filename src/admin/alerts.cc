@@ -1,13 +1,14 @@
 #include "admin/alerts.h"
 
 #include <fmt/format.h>
-#include <time.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <set>
 #include <string_view>
+
+#include "core/clock.h"
 
 namespace tandem::admin {
 namespace {
@@ -110,20 +111,6 @@ void appendJsonString(std::string& out, std::string_view s) {
     ++i;
   }
   out += '"';
-}
-
-std::string rfc3339(int64_t unix_ms) {
-  int64_t secs = unix_ms / 1000;
-  int64_t ms = unix_ms % 1000;
-  if (ms < 0) {
-    ms += 1000;
-    --secs;
-  }
-  const time_t t = static_cast<time_t>(secs);
-  struct tm tm {};
-  gmtime_r(&t, &tm);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", tm.tm_year + 1900, tm.tm_mon + 1,
-                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
 }
 
 }  // namespace
@@ -356,9 +343,9 @@ std::string alertJson(const Alert& a, const std::string& node) {
   appendJsonString(out, a.message);
   // fmt's shortest round-trip form ("0.125", "3", "1e+20") is valid JSON; NaN/inf are not.
   out += std::isfinite(a.value) ? fmt::format(",\"value\":{}", a.value) : ",\"value\":null";
-  out += ",\"fired_at\":\"" + rfc3339(a.fired_unix_ms) + "\"";
+  out += ",\"fired_at\":\"" + rfc3339Ms(a.fired_unix_ms) + "\"";
   out += ",\"resolved_at\":";
-  out += a.firing() ? "null" : "\"" + rfc3339(a.resolved_unix_ms) + "\"";
+  out += a.firing() ? "null" : "\"" + rfc3339Ms(a.resolved_unix_ms) + "\"";
   out += '}';
   return out;
 }

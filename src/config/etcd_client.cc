@@ -443,6 +443,19 @@ class Exchange {
  public:
   Exchange(const EtcdClient::Endpoint& ep, const Hooks& hooks) : ep_(ep), hooks_(hooks) {}
 
+  // Waits until the socket takes data: an error when cancelled or at the deadline.
+  Result<void> writable(Clock::time_point deadline, const char* timeout_text) {
+    switch (waitFd(fd_.get(), POLLOUT, deadline, hooks_)) {
+      case Wait::kCancelled:
+        return cancelledError();
+      case Wait::kTimeout:
+        return transportError(ep_.url, ETIMEDOUT, timeout_text);
+      case Wait::kReady:
+        break;
+    }
+    return {};
+  }
+
   // Connects and sends the request; then reads until the head has arrived, the first line of the
   // body too, or the whole answer (`mode`). Errors are transport errors.
   Result<void> start(std::string_view method, std::string_view path, const std::string& body,
@@ -450,14 +463,7 @@ class Exchange {
     auto fd = connectNonBlocking(ep_.addr);
     if (!fd) return transportError(ep_.url, fd.error().code, errnoText(fd.error().code));
     fd_.reset(*fd);
-    switch (waitFd(fd_.get(), POLLOUT, deadline, hooks_)) {
-      case Wait::kCancelled:
-        return cancelledError();
-      case Wait::kTimeout:
-        return transportError(ep_.url, ETIMEDOUT, "connect timed out");
-      case Wait::kReady:
-        break;
-    }
+    if (auto r = writable(deadline, "connect timed out"); !r) return r;
     if (int e = socketError(fd_.get()); e != 0) return transportError(ep_.url, e, errnoText(e));
     if (keepalive_probes) {
       // A watch may stay silent for hours: let TCP notice a peer that vanished (~11 s).
@@ -489,14 +495,7 @@ class Exchange {
       }
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && errno != EAGAIN) return transportError(ep_.url, errno, errnoText(errno));
-      switch (waitFd(fd_.get(), POLLOUT, deadline, hooks_)) {
-        case Wait::kCancelled:
-          return cancelledError();
-        case Wait::kTimeout:
-          return transportError(ep_.url, ETIMEDOUT, "timed out sending the request");
-        case Wait::kReady:
-          break;
-      }
+      if (auto r = writable(deadline, "timed out sending the request"); !r) return r;
     }
     auto done = [&] {
       if (!reader.headDone()) return false;

@@ -21,12 +21,18 @@ inline int64_t unixMs() {
 
 // RFC 3339 in UTC with milliseconds: "2026-11-24T08:30:00.123Z".
 inline std::string rfc3339Ms(int64_t unix_ms) {
-  time_t secs = static_cast<time_t>(unix_ms / 1000);
-  tm t{};
-  gmtime_r(&secs, &t);
+  int64_t secs = unix_ms / 1000;
+  int64_t ms = unix_ms % 1000;
+  if (ms < 0) {  // before 1970: floor, so the milliseconds stay in 0..999
+    ms += 1000;
+    --secs;
+  }
+  const time_t t = static_cast<time_t>(secs);
+  tm parts{};
+  gmtime_r(&t, &parts);
   char buf[40];
-  size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &t);
-  snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(unix_ms % 1000));
+  size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &parts);
+  snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms));
   return buf;
 }
 
