@@ -8,7 +8,6 @@ from the client's namespace, Tandem having rejected none of keepalived's adverts
 having complained about none of Tandem's."""
 import os
 import signal
-import time
 
 import pytest
 
@@ -108,7 +107,7 @@ def test_tandem_master_keepalived_backup(kadlab):
     assert lab.kad.state() == "backup" and lab.holders() == ["lb1"]
     # kill -9 of Tandem: keepalived takes over after master-down; Tandem leaves its VIP behind.
     client, out = lab.client(2.0)
-    time.sleep(0.3)  # the client's steady state before the failure (pacing, not a sync)
+    lab.answered(out)
     os.kill(lab.lbs["lb1"].pid, signal.SIGKILL)
     lab.lbs["lb1"].wait(5)
     netns.wait_until(lambda: lab.kad.state() == "master", 3, "keepalived master")
@@ -140,7 +139,7 @@ def test_keepalived_master_tandem_backup(kadlab):
     # SIGTERM: keepalived sends priority 0 and drops the VIP; Tandem takes over after
     # Skew_Time = (256 - 100) / 256 * 100 ms = 61 ms, not after master-down (361 ms).
     client, out = lab.client(1.5)
-    time.sleep(0.3)  # pacing, as above
+    lab.answered(out)
     lab.kad.stop(signal.SIGTERM)
     assert "sent 0 priority" in lab.kad.current_text()
     lab.settle("lb1", timeout=3)

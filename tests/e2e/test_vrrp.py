@@ -155,6 +155,16 @@ class Lab:
         return p, out
 
     @staticmethod
+    def answered(out, n=20):
+        """Waits until the client has had n answers: its steady state before a fault."""
+        def count():
+            try:
+                return sum(json.loads(line)["ok"] for line in open(out))
+            except (OSError, ValueError):
+                return 0
+        netns.wait_until(lambda: count() >= n, 5, f"{n} answered requests")
+
+    @staticmethod
     def gap(out):
         """Client-visible gap: first failed request to the next successful one (seconds)."""
         rows = [json.loads(line) for line in open(out)]
@@ -179,7 +189,7 @@ def test_failover_on_kill_and_graceful_stop(lab):
     assert lab.http("client", f"http://{VIP}:8080/") == 200
     # kill -9 of the master's process: lb2 takes over after the master-down interval.
     client, out = lab.client(3.0)
-    time.sleep(0.5)  # the client's steady state before the failure (pacing, not a sync)
+    lab.answered(out)
     os.kill(lab.lbs["lb1"].pid, signal.SIGKILL)
     lab.lbs["lb1"].wait(5)
     assert lab.one_master() == "lb2"
@@ -203,7 +213,7 @@ def test_failover_on_kill_and_graceful_stop(lab):
     assert lab.admin("lb1", "/api/v1/alerts")["active"] == []
     # Graceful stop of the master: priority 0, the backup takes over in Skew_Time.
     client, out = lab.client(2.0)
-    time.sleep(0.5)
+    lab.answered(out)
     lab.topo.stop(lab.lbs["lb1"], signal.SIGTERM)
     assert lab.one_master() == "lb2"
     client.wait(10)
