@@ -46,8 +46,8 @@ sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
 import keepalived_peer  # noqa: E402
 import netns  # noqa: E402
+from lb_config import VIP, lb_config  # noqa: E402
 
-VIP = "198.18.0.100"
 PY = "/usr/bin/python3"
 WRK = "/usr/bin/wrk"
 IMPLS = ["tandem", "keepalived"]
@@ -157,26 +157,6 @@ def log(msg=""):
     print(msg, flush=True)
 
 
-def tandem_config(name, priority, advert_ms):
-    return textwrap.dedent(f"""
-        node: {{id: {name}}}
-        workers: 1
-        drain_timeout: 1s
-        admin: {{listen: 127.0.0.1:9900}}
-        listeners: [{{name: web, listen: "0.0.0.0:8080", backend: app}}]
-        backends: [{{name: app, servers: [{{name: be, address: 198.18.0.21:8000}}]}}]
-        cluster:
-          mode: active_passive
-          vrrp:
-            interface: eth-{name}
-            vrid: 51
-            priority: {priority}
-            advert_interval: {advert_ms}ms
-            preempt: true
-            virtual_ips: [{VIP}/24]
-    """)
-
-
 class Pair:
     """Two VRRP speakers on lb1 (HIGH) and lb2 (LOW) of a fresh topology, with everything they
     need; lb1 is the master once start() returns."""
@@ -203,7 +183,7 @@ class Pair:
             topo.spawn("be", PY, str(self.tmp / "httpd.py"), "8000", "backend")
             for host, prio in (("lb1", HIGH), ("lb2", LOW)):
                 conf = self.tmp / f"{host}.yaml"
-                conf.write_text(tandem_config(host, prio, self.advert_ms))
+                conf.write_text(lb_config(host, prio, interval=f"{self.advert_ms}ms"))
                 self.procs[host] = topo.spawn(host, self.bin, "run", "-c", str(conf),
                                               log=str(self.tmp / f"{host}.log"))
         else:
@@ -507,7 +487,7 @@ def check(args):
             raise BenchError(f"no Tandem binary at {args.tandem} (--tandem or TANDEM_BIN)")
         # A binary without VRRP (an old build) would fail every run the same way: say it now.
         with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
-            f.write(tandem_config("lb1", HIGH, args.advert_ms))
+            f.write(lb_config("lb1", HIGH, interval=f"{args.advert_ms}ms"))
             f.flush()
             r = subprocess.run([args.tandem, "check", "-c", f.name], capture_output=True,
                                timeout=10, stdin=subprocess.DEVNULL)

@@ -12,7 +12,7 @@ import pytest
 
 import netns
 
-VIP = "198.18.0.100"
+from lb_config import VIP, lb_config  # noqa: E402 (shared with bench/failover.py)
 HERE = os.path.dirname(__file__)
 
 BACKEND = textwrap.dedent("""
@@ -56,32 +56,6 @@ CLIENT = textwrap.dedent("""
 """)
 
 
-def lb_config(name, ip, priority, interval="100ms", preempt=True, listen="0.0.0.0:8080",
-              backend_port=8000, track=False):
-    health = ("\n            health: {active: {type: tcp, interval: 100ms, timeout: 100ms, rise: 1, fall: 1}}"
-              if track else "")
-    tracking = "\n            track: {no_healthy_backends: -60, backends: [app]}" if track else ""
-    return textwrap.dedent(f"""
-        node: {{id: {name}}}
-        workers: 1
-        drain_timeout: 1s
-        admin: {{listen: 127.0.0.1:9900}}
-        listeners: [{{name: web, listen: "{listen}", backend: app}}]
-        backends:
-          - name: app
-            servers: [{{name: be, address: "198.18.0.21:{backend_port}"}}]{health}
-        cluster:
-          mode: active_passive
-          vrrp:
-            interface: eth-{name}
-            vrid: 51
-            priority: {priority}
-            advert_interval: {interval}
-            preempt: {"true" if preempt else "false"}
-            virtual_ips: [{VIP}/24]{tracking}
-    """)
-
-
 class Lab:
     def __init__(self, topo, tandem_bin, tmp_path):
         self.topo, self.bin, self.tmp = topo, tandem_bin, tmp_path
@@ -113,9 +87,8 @@ class Lab:
         return json.loads(r.stdout) if r.returncode == 0 else None
 
     def start(self, name, priority, **kw):
-        ip = self.topo.hosts[name][1]
         conf = self.tmp / f"{name}.yaml"
-        conf.write_text(lb_config(name, ip, priority, **kw))
+        conf.write_text(lb_config(name, priority, **kw))
         p = self.topo.spawn(name, self.bin, "run", "-c", str(conf),
                             log=str(self.tmp / f"{name}.log"))
         self.lbs[name] = p
