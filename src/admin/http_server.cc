@@ -320,11 +320,6 @@ void HttpServer::broadcast(std::string_view data) {
   }
 }
 
-size_t HttpServer::streams() const {
-  return static_cast<size_t>(
-      std::count_if(conns_.begin(), conns_.end(), [](Conn* c) { return c->streaming(); }));
-}
-
 void HttpServer::close() {
   for (Conn* c : conns_) delete c;
   conns_.clear();

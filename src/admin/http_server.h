@@ -49,7 +49,6 @@ class HttpServer {
 
   // Appends `data` to every open event stream; streams that fall too far behind are closed.
   void broadcast(std::string_view data);
-  size_t streams() const;
   // Closes every connection and the listening socket.
   void close();
 

@@ -90,7 +90,6 @@ class HaNode {
   Counters counters() const;                                                        // thread-safe
   uint32_t masterIp() const { return master_ip_.load(std::memory_order_relaxed); }  // thread-safe
   uint32_t ownIp() const { return own_ip_; }
-  int interfaceIndex() const { return ifindex_; }
 
  private:
   struct Resources;
