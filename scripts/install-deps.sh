@@ -7,11 +7,12 @@ PACKAGES=(
   # build
   build-essential cmake ninja-build pkg-config clang clang-format
   libyaml-cpp-dev libfmt-dev libcli11-dev libexpected-dev nlohmann-json3-dev libmnl-dev
+  libssl-dev openssl libhiredis-dev libcap-dev
   # dashboard (npm packages come from web/package-lock.json, installed by the build)
   nodejs
   # tests
   libgtest-dev libgmock-dev libbenchmark-dev python3 python3-pytest curl procps iproute2 etcd-server
-  python3-prometheus-client chromium keepalived
+  python3-prometheus-client chromium keepalived redis-server
   # benchmarks (peers we compare against, load generator)
   haproxy nginx-light wrk util-linux
 )
