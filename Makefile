@@ -4,7 +4,7 @@ BUILD_TYPE   ?= RelWithDebInfo
 JOBS         ?= $(shell nproc)
 CMAKE_FLAGS  ?=
 
-.PHONY: all deps build test demo bench fuzz test-asan test-tsan format clean
+.PHONY: all deps build test demo bench bench-slowloris fuzz test-asan test-tsan format clean
 
 all: build
 
@@ -26,6 +26,12 @@ bench: deps
 	ninja -C build-release -j $(JOBS)
 	/usr/bin/python3 bench/run.py --tandem build-release/src/tandem $(BENCH_ARGS)
 	@for b in build-release/bench/micro/*_bench; do [ -x $$b ] && $$b --benchmark_min_time=0.2; done; true
+
+# 2,000 slowloris connections against Tandem, HAProxy and NGINX; a normal client's latency (~2 min).
+bench-slowloris: deps
+	cmake -S . -B build-release -G Ninja -DCMAKE_BUILD_TYPE=Release -DTANDEM_TESTS=OFF -DTANDEM_BENCH=ON
+	ninja -C build-release -j $(JOBS) tandem
+	/usr/bin/python3 bench/slowloris.py --tandem build-release/src/tandem $(SLOWLORIS_ARGS)
 
 test-asan:
 	$(MAKE) test BUILD=build-asan BUILD_TYPE=Debug CMAKE_FLAGS=-DTANDEM_SANITIZE=address

@@ -60,7 +60,19 @@ SCENARIOS = {
     "keepalive-64-scraped": dict(title="keep-alive, small response, 64 connections, "
                                        "/metrics scraped every 100 ms (Tandem only)",
                                  path="/", conns=64, close=False, scrape_ms=100),
+    # TLS termination, the same certificate (EC P-256) and cipher policy for every proxy
+    # (TLS_TLS13_SUITES / TLS_TLS12_CIPHERS). wrk closes with SSL_shutdown + SSL_clear and keeps
+    # the session, so "handshake" runs are TLS 1.3 resumptions (PSK with ECDHE: the key exchange
+    # is still done, the certificate signature is not). "direct" has no TLS and is skipped.
+    "tls-handshake": dict(title="TLS: new connection (handshake) per request, Connection: close, "
+                                "64 connections", path="/", conns=64, close=True, tls=True),
+    "tls-keepalive-64": dict(title="TLS: keep-alive, small response, 64 connections", path="/",
+                             conns=64, close=False, tls=True),
 }
+TLS_TLS13_SUITES = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+TLS_TLS12_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
 ALL_SCENARIOS = list(SCENARIOS) + ["memory"]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -206,9 +218,16 @@ class Server:
         self._log.close()
 
 
-def http_get(port, path="/", timeout=2.0, close=True):
+def http_get(port, path="/", timeout=2.0, close=True, tls=False):
     """One HTTP/1.1 request; returns (status, body). Raises OSError/ValueError on failure."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as raw:
+        s = raw
+        if tls:  # the bench's own self-signed certificate: not verified
+            import ssl
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            s = ctx.wrap_socket(raw, server_hostname="bench.test")
         hdr = "Connection: close\r\n" if close else ""
         s.sendall(f"GET {path} HTTP/1.1\r\nHost: bench\r\n{hdr}\r\n".encode())
         return read_response(s)
@@ -239,7 +258,7 @@ def read_response(s):
     return status, body
 
 
-def wait_ready(server, port, timeout=START_TIMEOUT):
+def wait_ready(server, port, timeout=START_TIMEOUT, tls=False):
     """Until a GET through `port` answers 200 (so the backend path works too)."""
     deadline = time.monotonic() + timeout
     last = None
@@ -248,7 +267,7 @@ def wait_ready(server, port, timeout=START_TIMEOUT):
             raise BenchError(f"{server.name} exited with status {server.proc.returncode}:\n"
                              f"{server.log_tail()}")
         try:
-            status, _ = http_get(port)
+            status, _ = http_get(port, tls=tls)
             if status == 200:
                 return
             last = f"HTTP {status}"
@@ -301,11 +320,39 @@ class Bench:
             raise BenchError(f"backend /16k.bin: HTTP {status}, {len(body)} bytes")
         return srv
 
-    def tandem_config(self, port, backend_port, workers_auto):
+    def tls_files(self):
+        """One self-signed EC P-256 certificate for every proxy: (cert, key, cert+key for HAProxy)."""
+        crt, key, pem = self.tmp / "tls.crt", self.tmp / "tls.key", self.tmp / "tls.pem"
+        if not pem.exists():
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(key), "-out",
+                            str(crt), "-days", "2", "-subj", "/CN=bench.test", "-addext",
+                            "subjectAltName=DNS:bench.test"], check=True, capture_output=True,
+                           timeout=30)
+            pem.write_text(crt.read_text() + key.read_text())
+        return crt, key, pem
+
+    def tandem_config(self, port, backend_port, workers_auto, tls_port):
         conf = self.tmp / "tandem.yaml"
         self.admin_port = free_port()
+        crt, key, _ = self.tls_files()
         values = dict(PORT=port, BACKEND_PORT=backend_port, WORKERS="auto" if workers_auto else 1,
-                      ADMIN=f"admin: {{listen: 127.0.0.1:{self.admin_port}}}")
+                      ADMIN=f"admin: {{listen: 127.0.0.1:{self.admin_port}}}",
+                      TLS_LISTENER=(f"  - {{name: bench_tls, listen: 127.0.0.1:{tls_port}, mode: http, "
+                                    f"backend: app, limits: {{idle_timeout: 300s, max_connections: "
+                                    f"15000}}, tls: {{cert: {crt}, key: {key}}}}}"))
+        if self.args.tandem_tls is None:
+            # Builds before TLS termination (a baseline run) reject `tls`: leave it out for them.
+            render("tandem.yaml", conf, values)
+            try:
+                out = subprocess.run([self.args.tandem, "check", "-c", str(conf)],
+                                     capture_output=True, text=True, timeout=20)
+                self.args.tandem_tls = not (out.returncode != 0 and
+                                            "'tls' is not supported" in out.stdout + out.stderr)
+            except (OSError, subprocess.TimeoutExpired):
+                self.args.tandem_tls = True
+        if not self.args.tandem_tls:
+            values["TLS_LISTENER"] = "  # tls: not supported by this build"
         if self.args.tandem_admin is None:
             render("tandem.yaml", conf, values)
             try:
@@ -324,9 +371,11 @@ class Bench:
         if target == "direct":
             return None, backend_port
         port = free_port()
+        tls_port = free_port()
+        _, _, pem = self.tls_files()
         ncpu = os.cpu_count() or 2
         if target == "tandem":
-            conf = self.tandem_config(port, backend_port, workers_auto)
+            conf = self.tandem_config(port, backend_port, workers_auto, tls_port)
             argv = [self.args.tandem, "run", "-c", str(conf)]
             srv = Server("tandem", argv, self.tmp, pin=pin)
             srv.admin_port = self.admin_port if self.args.tandem_admin else None
@@ -334,22 +383,30 @@ class Bench:
             conf = render("haproxy.cfg", self.tmp / "haproxy.cfg",
                           dict(TMP=self.tmp, PORT=port, BACKEND_PORT=backend_port,
                                THREADS=ncpu if workers_auto else 1,
-                               MAXCONN=self.args.idle_conns + 500))
+                               MAXCONN=self.args.idle_conns + 500, TLS_PORT=tls_port, TLS_PEM=pem,
+                               TLS13_SUITES=TLS_TLS13_SUITES, TLS12_CIPHERS=TLS_TLS12_CIPHERS))
             srv = Server("haproxy", [HAPROXY, "-f", str(conf), "-db"], self.tmp, pin=pin)
         elif target == "nginx":
+            crt, key, _ = self.tls_files()
             conf = render("proxy-nginx.conf", self.tmp / "proxy-nginx.conf",
                           dict(TMP=self.tmp, PORT=port, BACKEND_PORT=backend_port,
                                WORKERS=ncpu if workers_auto else 1,
-                               REUSEPORT=" reuseport" if workers_auto else ""))
+                               REUSEPORT=" reuseport" if workers_auto else "",
+                               TLS_PORT=tls_port, TLS_CERT=crt, TLS_KEY=key,
+                               TLS13_SUITES=TLS_TLS13_SUITES, TLS12_CIPHERS=TLS_TLS12_CIPHERS))
             srv = Server("nginx", [NGINX, "-p", str(self.tmp), "-e",
                                    str(self.tmp / "proxy-nginx-startup.log"), "-c", str(conf),
                                    "-g", "daemon off;"], self.tmp, tree=True, pin=pin)
         else:
             raise BenchError(f"unknown target {target}")
         srv.port = port
+        srv.tls_port = None
         self.start(srv)
         try:
             wait_ready(srv, port)
+            if target != "tandem" or self.args.tandem_tls:
+                wait_ready(srv, tls_port, tls=True)
+                srv.tls_port = tls_port
         except BenchError:
             self.stop(srv)
             raise
@@ -370,7 +427,7 @@ def run_wrk(port, scn, duration, pin, conns=None):
         "-s", str(LUA_SCRIPT)]
     if scn["close"]:
         cmd += ["-H", "Connection: close"]
-    cmd.append(f"http://127.0.0.1:{port}{scn['path']}")
+    cmd.append(f"{'https' if scn.get('tls') else 'http'}://127.0.0.1:{port}{scn['path']}")
     try:
         out = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                              timeout=duration + 30)
@@ -742,6 +799,10 @@ def run_mode(args, mode, targets, scenarios):
                         srv, port = started[t]
                         if srv is not None and not srv.alive():
                             continue
+                        if SCENARIOS[s].get("tls"):
+                            port = getattr(srv, "tls_port", None)
+                            if port is None:  # direct (plain backend), or a build without TLS
+                                continue
                         try:
                             r = measure(t, srv, backend, port, SCENARIOS[s], args.duration, pin_load)
                             runs[s][t].append(r)
@@ -758,7 +819,9 @@ def run_mode(args, mode, targets, scenarios):
                 if srv is not None:
                     bench.stop(srv)
             for s in thr:
-                meds = {t: (median_of(runs[s][t]) if runs[s][t] else None) for t in live}
+                # TLS scenarios skip targets without TLS ("direct"): no row rather than "failed".
+                meds = {t: (median_of(runs[s][t]) if runs[s][t] else None) for t in live
+                        if runs[s][t] or not SCENARIOS[s].get("tls")}
                 rat = scenario_ratios(meds)
                 mode_result["scenarios"][s] = {
                     "title": SCENARIOS[s]["title"], "connections": SCENARIOS[s]["conns"],
@@ -861,6 +924,7 @@ def parse_args(argv):
     p.add_argument("-v", "--verbose", action="store_true", help="print every run")
     args = p.parse_args(argv)
     args.tandem_admin = None  # does this tandem build accept `admin:`? (asked once, by `tandem check`)
+    args.tandem_tls = None    # ... and `tls:` on a listener?
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     for t in args.targets:

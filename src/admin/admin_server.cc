@@ -99,8 +99,8 @@ AdminServer::AdminServer(proxy::Server& server, proxy::AccessLog* access_log)
 
 AdminServer::~AdminServer() { stop(); }
 
-Result<void> AdminServer::start() {
-  started_unix_ms_ = unixMs();
+Result<void> AdminServer::bind() {
+  if (port_ != 0) return {};
   auto addr = parseAddress(cfg().admin.listen.host, cfg().admin.listen.port);
   if (!addr) return tl::unexpected(addr.error());
   if (auto r = http_.listen(*addr); !r) {
@@ -108,6 +108,12 @@ Result<void> AdminServer::start() {
                 "admin listener on " + cfg().admin.listen.text() + ": " + r.error().message);
   }
   port_ = http_.port();
+  return {};
+}
+
+Result<void> AdminServer::start() {
+  started_unix_ms_ = unixMs();
+  if (auto r = bind(); !r) return r;
   if (!cfg().alerts.webhooks.empty()) {
     webhooks_ = std::make_unique<WebhookSender>(loop_, cfg().alerts.webhooks);
   }
@@ -130,7 +136,12 @@ Result<void> AdminServer::start() {
               ? "VRRP " + o.source + " in FAULT (" + o.detail + "): the virtual IPs are released"
           : o.rule == "failover" ? "VRRP " + o.source + ": this node took over as master (" +
                                        o.detail + "); the master it heard is gone"
-                                 : "config source " + o.source + " unreachable: " + o.detail;
+          : o.rule == "state_store_unreachable"
+              ? "state store Redis unreachable (" + o.detail +
+                    "): serving from local state, resync on return"
+          : o.rule == "peer_down" ? "peer " + o.source + " lost (" + o.detail +
+                                        "): its state is kept, resync on return"
+                                  : "config source " + o.source + " unreachable: " + o.detail;
       auto a = o.ok ? alerts_.clear(o.rule, o.source, unixMs())
                     : alerts_.raise(o.rule, o.source, "warning", what, 0, unixMs());
       if (a) deliver(*a);
@@ -170,6 +181,15 @@ void AdminServer::sourceState(const std::string& source, bool reachable,
   {
     std::lock_guard<std::mutex> g(mailbox_mu_);
     outcomes_.push_back({"config_source_unreachable", source, reachable, detail});
+  }
+  loop_.wake();
+}
+
+void AdminServer::stateLink(const std::string& peer, bool up, const std::string& detail) {
+  {
+    std::lock_guard<std::mutex> g(mailbox_mu_);
+    outcomes_.push_back({peer == "redis" ? "state_store_unreachable" : "peer_down", peer, up,
+                         detail});
   }
   loop_.wake();
 }
@@ -437,6 +457,59 @@ HttpResponse AdminServer::handle(const HttpRequest& req) {
                    {"transitions", c.transitions},
                    {"gratuitous_arps", c.garps_sent}};
     }
+    if (replicator_) {
+      state::ReplicationStatus rs = replicator_->status();
+      j["store"] = rs.store;
+      for (const state::PeerStatus& p : rs.peers) {
+        j["peers"].push_back({{"id", p.id},
+                              {"address", p.address},
+                              {"state", p.state},
+                              {"since", rfc3339Ms(p.since_unix_ms)},
+                              {"last_heard", p.last_heard_unix_ms
+                                                 ? json(rfc3339Ms(p.last_heard_unix_ms))
+                                                 : json(nullptr)},
+                              {"rtt_ms", p.rtt_us >= 0 ? json(p.rtt_us / 1000.0) : json(nullptr)},
+                              {"records_sent", p.records_sent},
+                              {"records_received", p.records_received},
+                              {"full_syncs", p.full_syncs},
+                              {"queue_overflows", p.queue_overflows},
+                              {"auth_failures", p.auth_failures},
+                              {"connects", p.connects},
+                              {"last_error", p.last_error}});
+      }
+      j["replication_lag_ms"] = {{"p50", rs.lag.quantileUs(0.5) / 1000.0},
+                                 {"p99", rs.lag.quantileUs(0.99) / 1000.0},
+                                 {"count", rs.lag.count()}};
+    } else {
+      j["store"] = "local";
+    }
+    if (table_) {
+      const state::Table::Stats t = table_->stats();
+      j["state"] = {{"entries", t.entries},
+                    {"local_writes", t.local_writes},
+                    {"merged", t.merged},
+                    {"stale", t.stale},
+                    {"overflows", t.dirty_overflows},
+                    {"evictions", t.evictions}};
+      // What other instances observe of the servers (a failed check, an ejection), whether or
+      // not this node acts on it (cluster.peer_health).
+      json seen = json::array();
+      const int64_t now = unixMs();
+      table_->forEach(
+          [&](const state::Record& r) {
+            if (r.kind != state::Kind::kHealth || r.origin == cfg().node_id) return;
+            const size_t a = r.key.find(state::kSep);
+            const size_t b = a == std::string::npos ? a : r.key.find(state::kSep, a + 1);
+            if (b == std::string::npos) return;
+            seen.push_back({{"backend", r.key.substr(0, a)},
+                            {"server", r.key.substr(a + 1, b - a - 1)},
+                            {"node", r.origin},
+                            {"state", r.value},
+                            {"since", rfc3339Ms(static_cast<int64_t>(r.version / 1000))}});
+          },
+          now);
+      j["peer_health"] = std::move(seen);
+    }
     return jsonResponse(200, j);
   }
   if (const Asset* a = findAsset(p)) {
@@ -587,6 +660,16 @@ std::string AdminServer::metricsText() {
     for (size_t i = 0; i < c.rejected.size(); ++i) {
       f.vrrp_rejected.emplace_back(ha::rejectName(static_cast<ha::Reject>(i)), c.rejected[i]);
     }
+  }
+  if (table_) {
+    f.state = true;
+    f.table = table_->stats();
+  }
+  if (replicator_) {
+    state::ReplicationStatus rs = replicator_->status();
+    f.store = rs.store;
+    f.peers = std::move(rs.peers);
+    f.replication_lag = rs.lag;
   }
   Totals totals = collect(server_);
   return renderMetrics(*totals.snap->cfg, totals, readProcessStats(), f);

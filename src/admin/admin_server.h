@@ -27,6 +27,10 @@ class AccessLog;
 namespace tandem::ha {
 class HaNode;
 }
+namespace tandem::state {
+class Table;
+class Replicator;
+}
 
 namespace tandem::admin {
 
@@ -35,8 +39,10 @@ class AdminServer : public TimerHandler {
   AdminServer(proxy::Server& server, proxy::AccessLog* access_log = nullptr);
   ~AdminServer();
 
-  // Binds the admin listener (an error if it cannot: the process must not run without it) and
-  // starts the control thread.
+  // Binds the admin listener (an error if it cannot: the process must not run without it); no
+  // thread yet, so a privilege drop can follow (app/privileges.h). Idempotent.
+  Result<void> bind();
+  // bind() if not done yet, then starts the control thread.
   Result<void> start();
   void stop();
   uint16_t port() const { return port_; }
@@ -57,6 +63,14 @@ class AdminServer : public TimerHandler {
   // `takeover`: this node became master because the master it heard went away (raises the
   // failover alert; leaving MASTER resolves it).
   void haTransition(const std::string& state, bool fault, bool takeover, const std::string& reason);
+  // Thread-safe: shared state. A peer (or Redis, peer "redis") was reached or lost: raises and
+  // resolves peer_down / state_store_unreachable. The replicator and table feed /api/v1/cluster
+  // and the metrics (set before start()).
+  void stateLink(const std::string& peer, bool up, const std::string& detail);
+  void setState(const state::Table* table, const state::Replicator* replicator) {
+    table_ = table;
+    replicator_ = replicator;
+  }
 
   void onTimer(int tag) override;
 
@@ -100,6 +114,8 @@ class AdminServer : public TimerHandler {
   std::string role_;  // guarded by mailbox_mu_; empty = standalone (no election)
   std::string leader_;
   std::atomic<const ha::HaNode*> ha_{nullptr};
+  const state::Table* table_ = nullptr;            // shared state (set before start)
+  const state::Replicator* replicator_ = nullptr;  // peers or Redis; nullptr = none
   mutable std::mutex mailbox_mu_;
   std::vector<Outcome> outcomes_;
   std::atomic<bool> stop_{false};

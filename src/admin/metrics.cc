@@ -154,6 +154,24 @@ std::string renderMetrics(const config::Config& cfg, const Totals& snap, const P
        [](const ListenerTotals& t) { return t.connections; });
   emit(w, "tandem_listener_active_connections", "gauge", "Client connections open now.", listeners,
        [](const ListenerTotals& t) { return t.active; });
+  emit(w, "tandem_listener_connections_rejected_total", "counter",
+       "Client connections closed at once because the listener had max_connections open.",
+       listeners, [](const ListenerTotals& t) { return t.rejected; });
+  emitSplit(w, "tandem_listener_client_timeouts_total", "counter",
+            "Clients cut off for being too slow: header (header_timeout), body (request body "
+            "under min_rate), read (reading the response under min_rate).",
+            listeners, "reason", {"header", "body", "read"},
+            [](const ListenerTotals& t, size_t i) { return t.timeouts[i]; });
+  std::vector<Subject<ListenerTotals>> tls_listeners;  // only listeners with tls
+  for (size_t i = 0; i < listeners.size(); ++i) {
+    if (cfg.listeners[i].tls.context) tls_listeners.push_back(listeners[i]);
+  }
+  emit(w, "tandem_listener_tls_handshakes_total", "counter", "TLS handshakes completed.",
+       tls_listeners, [](const ListenerTotals& t) { return t.tls_handshakes; });
+  emit(w, "tandem_listener_tls_handshake_failures_total", "counter",
+       "TLS handshakes that failed after the client sent something (unsupported protocol or "
+       "ciphers, no common ALPN protocol, plain HTTP, header_timeout).",
+       tls_listeners, [](const ListenerTotals& t) { return t.tls_handshake_failures; });
   emitTraffic(w, "tandem_listener", listeners, "HTTP requests received (malformed ones included).",
               "Responses sent to clients by status class (none: the request ended without one).",
               true, "Bytes received from clients.", "Bytes sent to clients.");
@@ -171,6 +189,9 @@ std::string renderMetrics(const config::Config& cfg, const Totals& snap, const P
   emit(w, "tandem_backend_no_server_total", "counter",
        "Requests answered 503 because no server could take them.", backends,
        [](const BackendTotals& t) { return t.no_server; });
+  emit(w, "tandem_backend_rate_limited_total", "counter",
+       "Requests answered 429 because their key was over the backend's rate_limit.", backends,
+       [](const BackendTotals& t) { return t.rate_limited; });
   emit(w, "tandem_backend_active_requests", "gauge", "Requests in flight.", backends,
        [](const BackendTotals& t) { return t.active(); });
   emit(w, "tandem_backend_healthy_servers", "gauge", "Servers that pass their health checks.",
@@ -269,7 +290,8 @@ std::string renderMetrics(const config::Config& cfg, const Totals& snap, const P
   w.sample("tandem_access_log_lines_total", "result=\"written\"", facts.access_log_written);
   w.sample("tandem_access_log_lines_total", "result=\"dropped\"", facts.access_log_dropped);
   w.family("tandem_ha_role", "gauge", "This node's role, one series per role (1 = current).");
-  for (const char* r : {"standalone", "leader", "follower", "init", "backup", "master", "fault"}) {
+  for (const char* r :
+       {"standalone", "active", "leader", "follower", "init", "backup", "master", "fault"}) {
     w.sample("tandem_ha_role", label("role", r), static_cast<uint64_t>(facts.role == r ? 1 : 0));
   }
   if (facts.vrrp) {
@@ -286,6 +308,59 @@ std::string renderMetrics(const config::Config& cfg, const Totals& snap, const P
              facts.vrrp_transitions);
     w.single("tandem_vrrp_gratuitous_arps_total", "counter", "Gratuitous ARPs sent.",
              facts.vrrp_garps);
+  }
+  if (facts.state) {
+    const state::Table::Stats& t = facts.table;
+    w.single("tandem_state_entries", "gauge", "Records in the shared-state table.",
+             static_cast<uint64_t>(t.entries));
+    w.single("tandem_state_local_writes_total", "counter",
+             "Writes of this node to the shared state (sticky entries, rate counts, health).",
+             t.local_writes);
+    w.family("tandem_state_merges_total", "counter",
+             "Records received from other instances, by whether they changed the table.");
+    w.sample("tandem_state_merges_total", "result=\"changed\"", t.merged);
+    w.sample("tandem_state_merges_total", "result=\"stale\"", t.stale);
+    w.single("tandem_state_replication_overflows_total", "counter",
+             "Times local writes outran the replicator (each forced a full resync).",
+             t.dirty_overflows);
+    w.single("tandem_state_evictions_total", "counter",
+             "Records evicted because the table was full.", t.evictions);
+  }
+  if (!facts.store.empty()) {
+    const char* up_help = "1 while the peer (or Redis) is connected.";
+    w.family("tandem_cluster_peer_up", "gauge", up_help);
+    for (const auto& p : facts.peers) {
+      w.sample("tandem_cluster_peer_up", label("peer", p.id),
+               static_cast<uint64_t>(p.state == "connected" ? 1 : 0));
+    }
+    auto perPeer = [&](const char* name, const char* help, auto get) {
+      w.family(name, "counter", help);
+      for (const auto& p : facts.peers) w.sample(name, label("peer", p.id), get(p));
+    };
+    perPeer("tandem_cluster_records_sent_total", "Records sent to the peer.",
+            [](const state::PeerStatus& p) { return p.records_sent; });
+    perPeer("tandem_cluster_records_received_total", "Records received from the peer.",
+            [](const state::PeerStatus& p) { return p.records_received; });
+    perPeer("tandem_cluster_full_syncs_total", "Full syncs sent (connects, overflows).",
+            [](const state::PeerStatus& p) { return p.full_syncs; });
+    perPeer("tandem_cluster_queue_overflows_total",
+            "Outbound queue overflows (dropped, then a full resync).",
+            [](const state::PeerStatus& p) { return p.queue_overflows; });
+    perPeer("tandem_cluster_auth_failures_total",
+            "Connections closed for a bad handshake or message authentication code.",
+            [](const state::PeerStatus& p) { return p.auth_failures; });
+    perPeer("tandem_cluster_connects_total", "Successful connections (reconnects + 1).",
+            [](const state::PeerStatus& p) { return p.connects; });
+    w.family("tandem_cluster_peer_rtt_seconds", "gauge", "Last heartbeat round trip.");
+    for (const auto& p : facts.peers) {
+      if (p.rtt_us >= 0) {
+        w.sample("tandem_cluster_peer_rtt_seconds", label("peer", p.id),
+                 static_cast<double>(p.rtt_us) / 1e6);
+      }
+    }
+    w.family("tandem_cluster_replication_lag_seconds", "histogram",
+             "Time from a write on another instance to its merge here.");
+    w.histogram("tandem_cluster_replication_lag_seconds", "", facts.replication_lag);
   }
   w.single("tandem_admin_scrapes_total", "counter", "Scrapes of this endpoint.",
            facts.scrapes_total);

@@ -9,6 +9,8 @@
 #include "admin/process_stats.h"
 #include "admin/snapshot.h"
 #include "config/config.h"
+#include "state/replicator.h"
+#include "state/table.h"
 
 namespace tandem::admin {
 
@@ -29,13 +31,18 @@ struct ControlFacts {
   uint64_t access_log_dropped = 0;
   uint64_t scrapes_total = 0;
   std::string role =
-      "standalone";  // standalone | leader | follower | init | backup | master | fault
+      "standalone";  // standalone | active | leader | follower | init | backup | master | fault
   bool vrrp = false;
   uint64_t vrrp_adverts_sent = 0;
   uint64_t vrrp_adverts_received = 0;
   uint64_t vrrp_transitions = 0;
   uint64_t vrrp_garps = 0;
   std::vector<std::pair<std::string, uint64_t>> vrrp_rejected;  // by reason
+  bool state = false;  // the shared-state table (and a replicator, if `store` is set)
+  state::Table::Stats table;
+  std::string store;  // "memory" | "redis" | "" (no replicator)
+  std::vector<state::PeerStatus> peers;
+  HistogramSnapshot replication_lag;
 };
 
 std::string renderMetrics(const config::Config& cfg, const Totals& snap, const ProcessStats& proc,

@@ -42,6 +42,12 @@ Totals collect(proxy::Server& server) {
       const proxy::ListenerStats& ls = *reg.listener(cfg.listeners[l].name);
       addTraffic(t.listeners[l], ls);
       t.listeners[l].connections += ls.connections.get();
+      t.listeners[l].tls_handshakes += ls.tls_handshakes.get();
+      t.listeners[l].tls_handshake_failures += ls.tls_handshake_failures.get();
+      t.listeners[l].rejected += ls.rejected.get();
+      for (int k = 0; k < proxy::kClientTimeoutKinds; ++k) {
+        t.listeners[l].timeouts[k] += ls.timeouts[k].get();
+      }
     }
     for (size_t b = 0; b < t.backends.size(); ++b) {
       const config::Backend& bc = cfg.backends[b];
@@ -51,6 +57,7 @@ Totals collect(proxy::Server& server) {
       bt.connect_failures += bs.connect_failures.get();
       bt.retries += bs.retries.get();
       bt.no_server += bs.no_server.get();
+      bt.rate_limited += bs.rate_limited.get();
       bt.duration.addFrom(bs.duration);
       bt.connect.addFrom(bs.connect);
       for (size_t s = 0; s < bt.servers.size(); ++s) {

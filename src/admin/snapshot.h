@@ -26,7 +26,11 @@ struct TrafficTotals {
 
 struct ListenerTotals : TrafficTotals {
   uint64_t connections = 0;
-  int64_t active = 0;  // open client connections
+  uint64_t tls_handshakes = 0;
+  uint64_t tls_handshake_failures = 0;
+  uint64_t rejected = 0;      // over max_connections
+  uint64_t timeouts[3] = {};  // by proxy::ClientTimeout: header, body (slow POST), read
+  int64_t active = 0;         // open client connections
 };
 
 struct ServerTotals : TrafficTotals {
@@ -47,6 +51,7 @@ struct BackendTotals : TrafficTotals {
   uint64_t connect_failures = 0;
   uint64_t retries = 0;
   uint64_t no_server = 0;
+  uint64_t rate_limited = 0;
   HistogramSnapshot duration;
   HistogramSnapshot connect;
   std::vector<ServerTotals> servers;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -14,11 +15,18 @@
 #include <utility>
 
 #include "admin/admin_server.h"
+#include "app/privileges.h"
 #include "config/config.h"
 #include "config/etcd_election.h"
 #include "config/etcd_source.h"
+#include "core/clock.h"
 #include "core/log.h"
 #include "ha/ha_node.h"
+#include "ha/listener_probe.h"
+#include "cluster/peer_replicator.h"
+#include "state/redis_replicator.h"
+#include "state/sticky_cookie.h"
+#include "state/table.h"
 #include "proxy/access_log.h"
 #include "proxy/server.h"
 
@@ -44,6 +52,11 @@ class Runner {
   bool startEtcd();
   bool startElection();
   bool startHa();
+  bool prepareState();
+  void publishHealth(const Config& cfg, const health::HealthView& view);
+  void trackBackends(const Config& cfg, const health::HealthView& view);
+  void onPeerRecord(const state::Record& r);
+  void startListenerProbe();
   int drain(int sig);
 
   std::string path_;
@@ -53,11 +66,27 @@ class Runner {
   // Declared before the server: the server's health thread (tracking) may use it until it stops.
   std::unique_ptr<ha::HaNode> ha_;
   std::atomic<ha::HaNode*> ha_ptr_{nullptr};
-  std::atomic<int> track_penalty_{0};
+  // Tracking (priority penalties): no healthy server in a tracked backend; a listener down.
+  std::atomic<int> backend_penalty_{0};
+  std::atomic<int> listener_penalty_{0};
+  void applyTracking() {
+    if (ha::HaNode* node = ha_ptr_.load()) {
+      node->setTrackPenalty(backend_penalty_.load() + listener_penalty_.load());
+    }
+  }
   std::optional<std::chrono::steady_clock::time_point>
       backup_since_;  // HA thread only  // the latest, for a node that starts after the first view
+  // Shared state: declared before the server (workers use it) and destroyed after it.
+  std::unique_ptr<state::Table> table_;
+  std::mutex published_mu_;  // written by the health thread, read by the replicator's
+  std::map<std::string, std::string> published_;  // our last observation per server
+  std::map<std::string, std::string> peer_views_;  // replicator thread: peers' last observations
+  static constexpr int64_t kHealthRecordTtlMs = 600'000;
   std::unique_ptr<proxy::Server> server_;
   std::unique_ptr<admin::AdminServer> admin_;
+  std::unique_ptr<ha::ListenerProbe> listener_probe_;  // uses server_: declared (stops) after it
+  std::atomic<admin::AdminServer*> admin_ptr_{nullptr};  // for threads started before admin_
+  std::unique_ptr<state::Replicator> replicator_;  // uses the table, server and admin: stops first
   std::unique_ptr<config::EtcdSource> source_;
   std::unique_ptr<config::EtcdElection> election_;
   std::mutex pending_mu_;  // guards pending_ (written by the etcd source's thread)
@@ -84,6 +113,8 @@ bool Runner::apply(tl::expected<Config, std::vector<config::ConfigError>> loaded
   loaded->admin = boot_->admin;
   loaded->config_source = boot_->config_source;
   loaded->cluster = boot_->cluster;
+  loaded->user = boot_->user;  // the process switched users once, at start
+  loaded->group = boot_->group;
   auto next = std::make_shared<const Config>(std::move(*loaded));
   if (auto r = server_->reload(next, origin); !r) {
     log::error("reload rejected: {}", r.error().message);
@@ -213,8 +244,163 @@ bool Runner::startHa() {
   ha_ = std::move(*made);
   if (admin_) admin_->setHaNode(ha_.get());
   ha_ptr_.store(ha_.get());
-  ha_->setTrackPenalty(track_penalty_.load());
+  applyTracking();
   ha_->start();
+  if (v.track_listener_down != 0) startListenerProbe();
+  return true;
+}
+
+void Runner::startListenerProbe() {
+  const config::Vrrp& v = boot_->cluster.vrrp;
+  auto targets = [this, &v] {
+    // The running config's listeners: a reload that drops a tracked listener makes it "down".
+    std::vector<ha::ProbeTarget> out;
+    auto cfg = server_->snapshot()->cfg;
+    auto isVip = [&v](const std::string& host) {
+      return std::any_of(v.virtual_ips.begin(), v.virtual_ips.end(),
+                         [&](const config::VirtualIp& vip) { return vip.address == host; });
+    };
+    if (v.track_listeners.empty()) {
+      for (const auto& l : cfg->listeners) {
+        if (!isVip(l.listen.host)) out.push_back({l.name, l.listen.host, l.listen.port});
+      }
+      return out;
+    }
+    for (const std::string& name : v.track_listeners) {
+      auto it = std::find_if(cfg->listeners.begin(), cfg->listeners.end(),
+                             [&](const config::Listener& l) { return l.name == name; });
+      if (it == cfg->listeners.end()) {
+        out.push_back({name, "127.0.0.1", 0});  // gone from the config: a connect that fails
+      } else {
+        out.push_back({name, it->listen.host, it->listen.port});
+      }
+    }
+    return out;
+  };
+  const int penalty = -v.track_listener_down;
+  listener_probe_ = std::make_unique<ha::ListenerProbe>(
+      targets, std::chrono::milliseconds(250), std::chrono::milliseconds(1000), 2,
+      [this, penalty](bool down, const std::string& detail) {
+        listener_penalty_.store(down ? penalty : 0);
+        applyTracking();
+        server_->events().emit({0, 0, down ? "track_listener_down" : "track_listener_up", "", "",
+                                down ? detail : "every tracked listener accepts"});
+      });
+  listener_probe_->start();
+}
+
+void Runner::trackBackends(const Config& cfg, const health::HealthView& view) {
+  // Tracking: while a backend has no healthy server, this node is a worse master.
+  if (boot_->cluster.mode != "active_passive" || !boot_->cluster.vrrp.track_no_healthy_backends) {
+    return;
+  }
+  const int penalty = -boot_->cluster.vrrp.track_no_healthy_backends;
+  const auto& tracked = boot_->cluster.vrrp.track_backends;
+  bool empty = false;
+  for (size_t i = 0; i < view.backends.size() && i < cfg.backends.size(); ++i) {
+    const auto& b = view.backends[i];
+    if (!tracked.empty() &&
+        std::find(tracked.begin(), tracked.end(), cfg.backends[i].name) == tracked.end()) {
+      continue;
+    }
+    bool any = false;
+    for (const auto& s : b.servers) any |= s.healthy && !s.disabled;
+    empty |= !any && !b.servers.empty();
+  }
+  backend_penalty_.store(empty ? penalty : 0);
+  applyTracking();
+}
+
+void Runner::publishHealth(const Config& cfg, const health::HealthView& view) {
+  // This node's observation of each server, shared with the other instances (only changes are
+  // written).
+  std::lock_guard lock(published_mu_);
+  for (size_t b = 0; b < view.backends.size() && b < cfg.backends.size(); ++b) {
+    const auto& servers = view.backends[b].servers;
+    for (size_t i = 0; i < servers.size() && i < cfg.backends[b].servers.size(); ++i) {
+      const health::ServerView& v = servers[i];
+      const char* seen = v.ejected ? "ejected" : !v.healthy ? "down" : "up";
+      std::string key = cfg.backends[b].name;
+      key.push_back(state::kSep);
+      key += cfg.backends[b].servers[i].name;
+      key.push_back(state::kSep);
+      key += boot_->node_id;
+      auto [it, inserted] = published_.try_emplace(key, seen);
+      if (!inserted && it->second == seen) continue;
+      it->second = seen;
+      table_->put(state::Kind::kHealth, key, seen, kHealthRecordTtlMs, unixUs());
+    }
+  }
+}
+
+void Runner::onPeerRecord(const state::Record& r) {
+  // Another instance's observation of a server: shown as an event; with peer_health: act, a
+  // failure it saw counts as a local failure streak (ejection under this node's own outlier
+  // rules, max_ejection_percent included), so the whole fleet stops using the server at once.
+  if (r.kind != state::Kind::kHealth || r.origin == boot_->node_id) return;
+  const size_t a = r.key.find(state::kSep);
+  const size_t b = a == std::string::npos ? a : r.key.find(state::kSep, a + 1);
+  if (b == std::string::npos) return;
+  const std::string backend = r.key.substr(0, a);
+  const std::string server = r.key.substr(a + 1, b - a - 1);
+  // An event when a peer's view changes, not for every "up" of a full sync.
+  auto [seen, inserted] = peer_views_.try_emplace(r.key, r.value);
+  if (!inserted && seen->second == r.value) return;
+  seen->second = r.value;
+  if (!(inserted && r.value == "up")) {
+    server_->events().emit({0, 0, "peer_health", backend, server, r.origin + " sees it " + r.value});
+  }
+  if (r.value == "up") return;
+  auto snap = server_->snapshot();
+  if (!snap->cfg->cluster.act_on_peer_health) return;
+  {
+    // Only while this node still sees the server up: its own ejection (which the peer may be
+    // echoing back) is not extended by the peer's report.
+    std::lock_guard lock(published_mu_);
+    auto it = published_.find(backend + state::kSep + server + state::kSep + boot_->node_id);
+    if (it != published_.end() && it->second != "up") return;
+  }
+  for (size_t bi = 0; bi < snap->cfg->backends.size(); ++bi) {
+    const auto& bc = snap->cfg->backends[bi];
+    if (bc.name != backend) continue;
+    for (size_t si = 0; si < bc.servers.size(); ++si) {
+      if (bc.servers[si].name == server && snap->health) {
+        snap->health->reportFailureStreak(static_cast<int>(bi), static_cast<int>(si));
+      }
+    }
+  }
+}
+
+bool Runner::prepareState() {
+  table_ = std::make_unique<state::Table>(state::Table::Options{boot_->node_id});
+  server_->setState(table_.get(), boot_->cluster.secret.empty() ? state::randomSecret()
+                                                                : boot_->cluster.secret);
+  table_->setMergeObserver([this](const state::Record& r) { onPeerRecord(r); });
+  state::ReplicatorObserver observer;
+  observer.link = [this](const std::string& peer, bool up, const std::string& detail) {
+    server_->events().emit({0, 0, up ? "peer_up" : "peer_down", "", peer, detail});
+    if (admin::AdminServer* a = admin_ptr_.load()) a->stateLink(peer, up, detail);
+  };
+  const config::StateStore& st = boot_->state;
+  if (st.redis) {
+    state::RedisReplicatorOptions o;
+    o.node_id = boot_->node_id;
+    o.host = st.redis_address.host;
+    o.port = st.redis_address.port;
+    o.prefix = st.redis_prefix;
+    replicator_ = std::make_unique<state::RedisReplicator>(*table_, std::move(o), observer);
+  } else if (!boot_->cluster.peers.empty()) {
+    cluster::PeerReplicatorOptions o;
+    o.node_id = boot_->node_id;
+    o.listen_host = boot_->cluster.listen.host;
+    o.listen_port = boot_->cluster.listen.port;
+    for (const config::Peer& p : boot_->cluster.peers) {
+      o.peers.push_back({p.id, p.address.host, p.address.port});
+    }
+    o.secret = boot_->cluster.secret;
+    o.observer = observer;
+    replicator_ = std::make_unique<cluster::PeerReplicator>(*table_, std::move(o));
+  }
   return true;
 }
 
@@ -222,6 +408,7 @@ int Runner::drain(int sig) {
   log::info("signal {}: draining (up to {} ms)", sig, cfg_->drain_timeout.count());
   if (admin_) admin_->setDraining();
   // A graceful stop hands the VIPs over at once: priority 0, VIPs removed (RFC 5798 6.4.3).
+  if (listener_probe_) listener_probe_->stop();
   if (ha_) ha_->stop();
   if (source_) source_->stop();
   // A graceful stop hands the leadership over at once instead of after the lease's TTL.
@@ -236,6 +423,7 @@ int Runner::drain(int sig) {
     std::fflush(stderr);
     std::_Exit(0);
   }
+  if (replicator_) replicator_->stop();
   if (admin_) admin_->stop();
   if (access_log_) access_log_->stop();
   log::info("drained; bye");
@@ -266,42 +454,52 @@ int Runner::run() {
       return 1;
     }
     access_log_ = std::move(*opened);
-    access_log_->start();
   }
   server_ = std::make_unique<proxy::Server>();
   server_->setAccessLog(access_log_.get());
-  if (boot_->cluster.mode == "active_passive" && boot_->cluster.vrrp.track_no_healthy_backends) {
-    // Tracking: while a backend has no healthy server, this node is a worse master.
-    const int penalty = -boot_->cluster.vrrp.track_no_healthy_backends;
-    server_->setHealthObserver([this, penalty](const health::HealthView& view) {
-      // The view is indexed like the config it was built for (the server's current snapshot).
-      auto cfg = server_->snapshot()->cfg;
-      const auto& tracked = boot_->cluster.vrrp.track_backends;
-      bool empty = false;
-      for (size_t i = 0; i < view.backends.size() && i < cfg->backends.size(); ++i) {
-        const auto& b = view.backends[i];
-        if (!tracked.empty() &&
-            std::find(tracked.begin(), tracked.end(), cfg->backends[i].name) == tracked.end()) {
-          continue;
-        }
-        bool any = false;
-        for (const auto& s : b.servers) any |= s.healthy && !s.disabled;
-        empty |= !any && !b.servers.empty();
-      }
-      track_penalty_.store(empty ? penalty : 0);
-      if (ha::HaNode* node = ha_ptr_.load()) node->setTrackPenalty(empty ? penalty : 0);
-    });
-  }
-  if (auto r = server_->start(cfg_, {"file", path_, 0}); !r) {
+  if (!prepareState()) return 1;
+  server_->setHealthObserver([this](const health::HealthView& view) {
+    // The view is indexed like the config it was built for (the server's current snapshot).
+    auto cfg = server_->snapshot()->cfg;
+    publishHealth(*cfg, view);
+    trackBackends(*cfg, view);
+  });
+  // Everything that needs root is opened before any thread starts (listeners, the admin socket,
+  // the access log); then privileges are dropped, and every thread inherits what is left.
+  if (auto r = server_->bind(cfg_, {"file", path_, 0}); !r) {
     log::error("cannot start: {}", r.error().message);
     return 1;
   }
   if (cfg_->admin.enabled) {
     admin_ = std::make_unique<admin::AdminServer>(*server_, access_log_.get());
+    admin_->setState(table_.get(), replicator_.get());
+    if (boot_->cluster.mode == "active_active" && !boot_->cluster.election.enabled) {
+      admin_->setRole("active", "");  // every instance serves
+    }
+    admin_ptr_.store(admin_.get());
+    if (auto r = admin_->bind(); !r) {
+      log::error("cannot start: {}", r.error().message);
+      admin_.reset();
+      return 1;
+    }
+  }
+  if (auto r = dropPrivileges(*boot_); !r) {
+    log::error("cannot start: {}", r.error().message);
+    return 1;
+  }
+  if (access_log_) access_log_->start();
+  server_->run();
+  if (admin_) {
     if (auto r = admin_->start(); !r) {
       log::error("cannot start: {}", r.error().message);
       admin_.reset();
       return 1;  // ~Server stops the workers
+    }
+  }
+  if (replicator_) {
+    if (auto r = replicator_->start(); !r) {
+      log::error("cannot start: state replication: {}", r.error().message);
+      return 1;
     }
   }
   if (boot_->cluster.mode == "active_passive" && !startHa()) return 1;

@@ -3,11 +3,16 @@
 // then treated as immutable (shared read-only by workers through snapshots).
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "core/error.h"
+
+namespace tandem::tls {
+class ServerContext;
+}
 
 namespace tandem::config {
 
@@ -28,6 +33,25 @@ struct ListenerLimits {
   Duration idle_timeout{60'000};
   uint32_t max_connections = 20'000;  // per process
   uint64_t max_body_bytes = 0;        // 0 = unlimited; over it: 413
+  // Minimum data rate (slow POST, slow read): while a request waits on its client - body bytes
+  // owed, or response bytes the client does not take - the client must move at least
+  // min_rate_bytes per min_rate_period, else it is cut off (checked on the period's timer).
+  uint64_t min_rate_bytes = 1024;  // 0 = off
+  Duration min_rate_period{20'000};
+};
+
+// TLS termination on a listener (`tls: {cert: F, key: F}` or `tls: {certificates: [...]}`).
+struct TlsCertificate {
+  std::string cert_file;  // resolved against the config file's folder
+  std::string key_file;
+  int cert_line = 0;  // where each was given, for messages
+  int key_line = 0;
+};
+struct ListenerTls {
+  std::vector<TlsCertificate> certificates;  // empty = plain; the first is the default (no SNI)
+  // Built by the loader from the files (so a bad one is a config error): one per config
+  // generation, shared read-only by the workers; connections keep the one they started with.
+  std::shared_ptr<const tls::ServerContext> context;
 };
 
 struct Listener {
@@ -36,6 +60,7 @@ struct Listener {
   ListenerMode mode = ListenerMode::kHttp;
   std::string backend;  // name of a Backend (validated to exist)
   ListenerLimits limits;
+  ListenerTls tls;
   int line = 0;  // where it was defined, for messages
 };
 
@@ -106,8 +131,31 @@ struct Retries {
   Duration per_try_timeout{0};  // 0 = limits.timeout
 };
 
+// Sticky sessions (issue 6). Cookie mode needs no shared state: the cookie names the server and is
+// signed with the cluster secret. Table mode keeps key -> server in the shared state table.
+enum class StickyMode { kNone, kCookie, kTable };
+struct Sticky {
+  StickyMode mode = StickyMode::kNone;
+  std::string cookie = "TANDEM";  // cookie mode: its name
+  HashKey key;                    // table mode: source_ip, header:NAME or cookie:NAME (not uri)
+  Duration ttl{3'600'000};        // table mode: an entry lives this long after its last use
+  int line = 0;
+};
+
+// Rate limiting per key (issue 6), cluster-wide with peers or Redis: at most `rate` requests per
+// second and key on average, bursts up to `burst`. Over it: 429 with Retry-After.
+struct RateLimit {
+  bool enabled = false;
+  HashKey key;          // source_ip or header:NAME
+  double rate = 0;      // requests per second ("100/s", "6000/m")
+  uint32_t burst = 0;   // 0 = one second's worth of `rate`
+  int line = 0;
+};
+
 struct Backend {
   std::string name;
+  Sticky sticky;
+  RateLimit rate_limit;
   std::string balance = "round_robin";
   HashKey hash_key;
   uint32_t ring_points = 1000;         // ring_hash: points per unit of weight (~+-5% spread)
@@ -200,13 +248,36 @@ struct Vrrp {
   // Tracking: this priority change (<= 0) while a tracked backend has no healthy server.
   int32_t track_no_healthy_backends = 0;
   std::vector<std::string> track_backends;  // the backends tracked; empty = all
+  // This priority change (<= 0) while a tracked listener does not accept connections (probed).
+  int32_t track_listener_down = 0;
+  std::vector<std::string> track_listeners;  // empty = all not bound to a virtual IP
   int line = 0;
 };
 
+struct Peer {
+  std::string id;
+  SocketAddress address;
+};
+
 struct Cluster {
-  std::string mode = "standalone";  // standalone | active_passive
+  std::string mode = "standalone";  // standalone | active_passive | active_active
   Vrrp vrrp;
   Election election;
+  // Peer replication of the shared state (issue 6).
+  SocketAddress listen;                 // port 0 = no peer listener
+  std::vector<Peer> peers;              // every node's; the entry of node.id is skipped
+  std::string secret_file;              // resolved against the config file's folder
+  std::string secret;                   // its content (trimmed); signs cookies, authenticates peers
+  bool act_on_peer_health = false;      // peer_health: act | observe
+  int line = 0;
+};
+
+// Where the shared state lives (issue 6): memory (replicated to the peers) or Redis.
+struct StateStore {
+  bool redis = false;
+  SocketAddress redis_address{"127.0.0.1", 6379};
+  std::string redis_prefix = "tandem:";
+  int line = 0;
 };
 
 struct Config {
@@ -221,6 +292,11 @@ struct Config {
   AccessLog access_log;
   ConfigSource config_source;
   Cluster cluster;
+  StateStore state;
+  // Least privilege (app/privileges.h): after binding, a process started as root switches to
+  // this user (and group; default: the user's primary group). Empty = stays as started.
+  std::string user;
+  std::string group;
 
   // nullptr if there is no backend of that name. The pointer is valid while the Config lives.
   const Backend* findBackend(std::string_view name) const;

@@ -2,6 +2,8 @@
 // a fixed schema (so cyclic aliases and deep nesting cannot make the walk recurse unboundedly),
 // collecting every error with its line instead of stopping at the first.
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <unistd.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
@@ -17,6 +19,7 @@
 #include <utility>
 
 #include "config/config.h"
+#include "core/tls.h"
 
 namespace tandem::config {
 
@@ -184,16 +187,37 @@ class Loader {
                   uint64_t max) {
     if (auto value = integer(node, line, key, min, max)) out = static_cast<T>(*value);
   }
+  // A tracking priority change: an integer in -254..0.
+  void trackChange(int32_t& out, const YAML::Node& node, int line, std::string_view key) {
+    auto text = scalar(node, line, key);
+    if (!text) return;
+    int32_t value = 1;
+    const auto [ptr, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
+    if (ec != std::errc() || ptr != text->data() + text->size() || value > 0 || value < -254) {
+      error(line, "'" + std::string(key) + "' must be a priority change in -254..0, got '" +
+                      *text + "'");
+      return;
+    }
+    out = value;
+  }
   void setDuration(Duration& out, const YAML::Node& node, int line, std::string_view key,
                    Duration min) {
     if (auto value = duration(node, line, key, min)) out = *value;
   }
 
   void parseNode(const YAML::Node& node, int line, Config& config);
+  void parseUser(const YAML::Node& node, int line, Config& config);
+  void parseGroup(const YAML::Node& node, int line, Config& config);
   void parseWorkers(const YAML::Node& node, int line, Config& config);
   void parseListener(const YAML::Node& node, int line, Config& config);
   void parseListenerLimits(const YAML::Node& node, int line, ListenerLimits& limits,
                            KeyLines& http_only);
+  void parseTls(const YAML::Node& node, int line, ListenerTls& tls);
+  // One {cert, key} pair; `where` names it in messages.
+  bool parseTlsCertificate(const YAML::Node& node, int line, std::string_view where,
+                           TlsCertificate& out);
+  // Reads and checks the certificates (once the listener's mode is known: ALPN is HTTP's).
+  void loadTls(Listener& listener);
   void parseBackend(const YAML::Node& node, int line, Config& config);
   void parseHashKey(const YAML::Node& node, int line, HashKey& key);
   void parseServer(const YAML::Node& node, int line, Backend& backend, KeyLines& server_names);
@@ -213,6 +237,13 @@ class Loader {
   void parseAccessLog(const YAML::Node& node, int line, AccessLog& log);
   void parseConfigSource(const YAML::Node& node, int line, ConfigSource& source);
   void parseCluster(const YAML::Node& node, int line, Config& config);
+  void parsePeers(const YAML::Node& node, int line, Cluster& cluster);
+  void parseState(const YAML::Node& node, int line, StateStore& state);
+  void parseSticky(const YAML::Node& node, int line, Sticky& sticky);
+  void parseRateLimit(const YAML::Node& node, int line, RateLimit& limit);
+  // Reads a secret (token) file: trailing blanks trimmed, `min`..`max` visible ASCII characters.
+  std::optional<std::string> readSecretFile(const std::string& path, int line,
+                                            std::string_view key, size_t min, size_t max);
   void parseVrrp(const YAML::Node& node, int line, Vrrp& vrrp);
   // {endpoints: [...], key: K[, ttl: D]} of config_source.etcd and cluster.etcd.
   void parseEtcd(const YAML::Node& node, int line, std::string_view where,
@@ -230,6 +261,7 @@ class Loader {
   std::vector<KeyLines> listener_keys_;
   std::vector<KeyLines> backend_keys_;
   int election_line_ = 0;
+  int group_line_ = 0;
 };
 
 KeyLines Loader::walkMap(const YAML::Node& map, int line, std::string_view where,
@@ -404,8 +436,9 @@ Config Loader::load(const YAML::Node& root) {
   }
   bool has_listeners = false;
   const KeyLines seen = walkMap(
-      root, root_line, "the top level", {"state"},
+      root, root_line, "the top level", {},
       {
+          {"state", [&](const YAML::Node& v, int l) { parseState(v, l, config.state); }},
           {"config_source",
            [&](const YAML::Node& v, int l) { parseConfigSource(v, l, config.config_source); }},
           {"cluster", [&](const YAML::Node& v, int l) { parseCluster(v, l, config); }},
@@ -414,6 +447,8 @@ Config Loader::load(const YAML::Node& root) {
           {"access_log",
            [&](const YAML::Node& v, int l) { parseAccessLog(v, l, config.access_log); }},
           {"node", [&](const YAML::Node& v, int l) { parseNode(v, l, config); }},
+          {"user", [&](const YAML::Node& v, int l) { parseUser(v, l, config); }},
+          {"group", [&](const YAML::Node& v, int l) { parseGroup(v, l, config); }},
           {"workers", [&](const YAML::Node& v, int l) { parseWorkers(v, l, config); }},
           {"drain_timeout",
            [&](const YAML::Node& v, int l) {
@@ -444,12 +479,44 @@ Config Loader::load(const YAML::Node& root) {
     error(election_line_,
           "election etcd needs endpoints: set cluster.etcd.endpoints or config_source.etcd");
   }
+  if (!config.group.empty() && config.user.empty() && !full()) {
+    error(group_line_, "'group' is only used with 'user'");
+  }
   if (!has_listeners && !full()) {
     auto it = seen.find("listeners");
     error(it == seen.end() ? 0 : it->second, "at least one listener is required");
   }
   checkReferences(config);
   return config;
+}
+
+// The account must exist when the config is loaded, so a typo fails `tandem check` and the
+// start, not the privilege drop after binding.
+void Loader::parseUser(const YAML::Node& node, int line, Config& config) {
+  auto text = scalar(node, line, "user");
+  if (!text) return;
+  passwd pw{};
+  passwd* found = nullptr;
+  std::vector<char> buf(16384);
+  if (::getpwnam_r(text->c_str(), &pw, buf.data(), buf.size(), &found) != 0 || !found) {
+    error(line, "'user': unknown user '" + *text + "'");
+    return;
+  }
+  config.user = *text;
+}
+
+void Loader::parseGroup(const YAML::Node& node, int line, Config& config) {
+  auto text = scalar(node, line, "group");
+  if (!text) return;
+  group gr{};
+  group* found = nullptr;
+  std::vector<char> buf(16384);
+  if (::getgrnam_r(text->c_str(), &gr, buf.data(), buf.size(), &found) != 0 || !found) {
+    error(line, "'group': unknown group '" + *text + "'");
+    return;
+  }
+  config.group = *text;
+  group_line_ = line;
 }
 
 void Loader::parseNode(const YAML::Node& node, int line, Config& config) {
@@ -490,7 +557,7 @@ void Loader::parseListener(const YAML::Node& node, int list_line, Config& config
   }
   KeyLines http_only;
   KeyLines seen =
-      walkMap(node, listener.line, "listener", {"tls"},
+      walkMap(node, listener.line, "listener", {},
               {
                   {"name",
                    [&](const YAML::Node& v, int l) {
@@ -518,6 +585,7 @@ void Loader::parseListener(const YAML::Node& node, int list_line, Config& config
                    }},
                   {"limits", [&](const YAML::Node& v,
                                  int l) { parseListenerLimits(v, l, listener.limits, http_only); }},
+                  {"tls", [&](const YAML::Node& v, int l) { parseTls(v, l, listener.tls); }},
               });
   const std::string who =
       listener.name.empty() ? std::string("listener") : "listener '" + listener.name + "'";
@@ -529,11 +597,121 @@ void Loader::parseListener(const YAML::Node& node, int list_line, Config& config
   // Silently ignoring an HTTP limit on a TCP listener would let someone believe it is enforced.
   if (listener.mode == ListenerMode::kTcp) {
     for (const auto& [key, key_line] : http_only) {
+      // With TLS it bounds the handshake, which a TCP listener has too.
+      if (key == "header_timeout" && !listener.tls.certificates.empty()) continue;
       error(key_line, "'" + key + "' applies only to http listeners");
     }
   }
+  if (!listener.tls.certificates.empty()) loadTls(listener);
   config.listeners.push_back(std::move(listener));
   listener_keys_.push_back(std::move(seen));
+}
+
+// `tls: {cert: F, key: F}` (one certificate, served whatever the client asks for) or
+// `tls: {certificates: [{cert: F, key: F}, ...]}` (chosen by SNI; the first is the default).
+void Loader::parseTls(const YAML::Node& node, int line, ListenerTls& tls) {
+  if (!expectMap(node, line, "tls")) return;
+  TlsCertificate single;
+  bool single_ok = true;
+  const KeyLines seen = walkMap(node, line, "tls", {},
+                                {
+                                    {"cert",
+                                     [&](const YAML::Node& v, int l) {
+                                       single.cert_line = l;
+                                       if (auto text = scalar(v, l, "cert"))
+                                         single.cert_file = resolvePath(*text);
+                                     }},
+                                    {"key",
+                                     [&](const YAML::Node& v, int l) {
+                                       single.key_line = l;
+                                       if (auto text = scalar(v, l, "key"))
+                                         single.key_file = resolvePath(*text);
+                                     }},
+                                    {"certificates",
+                                     [&](const YAML::Node& v, int l) {
+                                       if (!expectList(v, l, "certificates")) return;
+                                       if (v.size() == 0)
+                                         error(l, "'certificates' must not be empty");
+                                       for (const YAML::Node& item : v) {
+                                         if (full()) break;
+                                         TlsCertificate c;
+                                         if (parseTlsCertificate(item, l, "a tls certificate", c)) {
+                                           tls.certificates.push_back(std::move(c));
+                                         }
+                                       }
+                                     }},
+                                });
+  const bool has_single = seen.contains("cert") || seen.contains("key");
+  if (seen.contains("certificates")) {
+    if (has_single) {
+      error(keyLine(seen, seen.contains("cert") ? "cert" : "key", line),
+            "'tls' has 'certificates' and also 'cert'/'key': list every certificate under "
+            "'certificates'");
+    }
+    return;
+  }
+  for (std::string_view required : {"cert", "key"}) {
+    if (!seen.contains(required)) {
+      error(line, "'tls' is missing '" + std::string(required) + "'" +
+                      (has_single ? "" : " (or 'certificates' for several)"));
+      single_ok = false;
+    }
+  }
+  if (single_ok && !single.cert_file.empty() && !single.key_file.empty()) {
+    tls.certificates.push_back(std::move(single));
+  }
+}
+
+bool Loader::parseTlsCertificate(const YAML::Node& node, int list_line, std::string_view where,
+                                 TlsCertificate& out) {
+  const int line = lineOf(node, list_line);
+  if (!node.IsMap()) {
+    error(line,
+          std::string(where) + " must be a map {cert: FILE, key: FILE}, got " + describe(node));
+    return false;
+  }
+  const KeyLines seen = walkMap(node, line, where, {},
+                                {
+                                    {"cert",
+                                     [&](const YAML::Node& v, int l) {
+                                       out.cert_line = l;
+                                       if (auto text = scalar(v, l, "cert"))
+                                         out.cert_file = resolvePath(*text);
+                                     }},
+                                    {"key",
+                                     [&](const YAML::Node& v, int l) {
+                                       out.key_line = l;
+                                       if (auto text = scalar(v, l, "key"))
+                                         out.key_file = resolvePath(*text);
+                                     }},
+                                });
+  bool ok = true;
+  for (std::string_view required : {"cert", "key"}) {
+    if (!seen.contains(required)) {
+      error(line, std::string(where) + " is missing '" + std::string(required) + "'");
+      ok = false;
+    }
+  }
+  return ok && !out.cert_file.empty() && !out.key_file.empty();
+}
+
+void Loader::loadTls(Listener& listener) {
+  std::vector<tls::CertificateFiles> files;
+  for (const TlsCertificate& c : listener.tls.certificates)
+    files.push_back({c.cert_file, c.key_file});
+  tls::ServerOptions options;
+  options.alpn_http11 = listener.mode == ListenerMode::kHttp;
+  auto context = tls::ServerContext::load(files, options);
+  if (!context) {
+    const TlsCertificate& c = listener.tls.certificates[context.error().index];
+    if (context.error().key) {
+      error(c.key_line, "'key': " + context.error().reason);
+    } else {
+      error(c.cert_line, "'cert': " + context.error().reason);
+    }
+    return;
+  }
+  listener.tls.context = std::move(*context);
 }
 
 void Loader::parseListenerLimits(const YAML::Node& node, int line, ListenerLimits& limits,
@@ -567,8 +745,24 @@ void Loader::parseListenerLimits(const YAML::Node& node, int line, ListenerLimit
                limits.max_body_bytes = *value;
              }
            }},
+          {"min_rate",
+           [&](const YAML::Node& v, int l) {
+             // {bytes: 1KiB, per: 20s}; bytes: 0 turns it off.
+             if (!expectMap(v, l, "min_rate")) return;
+             walkMap(v, l, "min_rate", {},
+                     {{"bytes",
+                       [&](const YAML::Node& b, int bl) {
+                         if (auto value = size(b, bl, "bytes", 0, 1 << 30)) {
+                           limits.min_rate_bytes = *value;
+                         }
+                       }},
+                      {"per", [&](const YAML::Node& d, int dl) {
+                         setDuration(limits.min_rate_period, d, dl, "per", Duration{100});
+                       }}});
+           }},
       });
-  for (std::string_view key : {"max_header_bytes", "header_timeout", "max_body_bytes"}) {
+  for (std::string_view key :
+       {"max_header_bytes", "header_timeout", "max_body_bytes", "min_rate"}) {
     if (auto it = seen.find(key); it != seen.end()) http_only.insert(*it);
   }
 }
@@ -589,8 +783,11 @@ void Loader::parseBackend(const YAML::Node& node, int list_line, Config& config)
   int per_try_timeout_line = backend.line;
   KeyLines server_names;
   KeyLines seen = walkMap(
-      node, backend.line, "backend", {"sticky", "rate_limit"},
+      node, backend.line, "backend", {},
       {
+          {"sticky", [&](const YAML::Node& v, int l) { parseSticky(v, l, backend.sticky); }},
+          {"rate_limit",
+           [&](const YAML::Node& v, int l) { parseRateLimit(v, l, backend.rate_limit); }},
           {"name",
            [&](const YAML::Node& v, int l) {
              if (auto value = name(v, l, "name")) backend.name = *value;
@@ -1138,32 +1335,9 @@ void Loader::parseAdmin(const YAML::Node& node, int line, Admin& admin) {
                      auto text = scalar(v, l, "token_file");
                      if (!text) return;
                      admin.token_file = resolvePath(*text);
-                     std::string token;
-                     const int fd = ::open(admin.token_file.c_str(), O_RDONLY | O_CLOEXEC);
-                     if (fd < 0) {
-                       error(l, "'token_file': cannot open " + admin.token_file + ": " +
-                                    std::strerror(errno));
-                       return;
-                     }
-                     char buffer[4096];
-                     ssize_t n;
-                     while ((n = ::read(fd, buffer, sizeof(buffer))) > 0 && token.size() < 4096) {
-                       token.append(buffer, static_cast<size_t>(n));
-                     }
-                     ::close(fd);
-                     while (!token.empty() && (token.back() == '\n' || token.back() == '\r' ||
-                                               token.back() == ' ' || token.back() == '\t')) {
-                       token.pop_back();
-                     }
-                     // The token travels in an HTTP header: visible ASCII only, and long enough to
-                     // guess.
-                     if (token.size() < 16 || token.size() > 1024 ||
-                         !std::all_of(token.begin(), token.end(), isVisibleAscii)) {
-                       error(l, "'token_file' " + admin.token_file +
-                                    ": the token must be 16..1024 visible ASCII characters");
-                       return;
-                     }
-                     admin.token = std::move(token);
+                     auto token = readSecretFile(admin.token_file, l, "token_file", 16, 1024);
+                     if (!token) return;
+                     admin.token = std::move(*token);
                    }},
               });
   if (admin.enabled && !isLoopback(admin.listen) && admin.token.empty() && !full()) {
@@ -1386,19 +1560,243 @@ void Loader::parseConfigSource(const YAML::Node& node, int line, ConfigSource& s
   }
 }
 
-void Loader::parseCluster(const YAML::Node& node, int line, Config& config) {
-  if (!expectMap(node, line, "cluster")) return;
-  Election& e = config.cluster.election;
+std::optional<std::string> Loader::readSecretFile(const std::string& path, int l,
+                                                  std::string_view key, size_t min, size_t max) {
+  std::string secret;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    error(l, "'" + std::string(key) + "': cannot open " + path + ": " + std::strerror(errno));
+    return std::nullopt;
+  }
+  char buffer[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buffer, sizeof(buffer))) > 0 && secret.size() <= max) {
+    secret.append(buffer, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r' ||
+                             secret.back() == ' ' || secret.back() == '\t')) {
+    secret.pop_back();
+  }
+  // Secrets travel in HTTP headers or sign cookies: visible ASCII only, and long enough not to be
+  // guessed.
+  if (secret.size() < min || secret.size() > max ||
+      !std::all_of(secret.begin(), secret.end(), isVisibleAscii)) {
+    error(l, "'" + std::string(key) + "' " + path + ": the secret must be " + std::to_string(min) +
+                 ".." + std::to_string(max) + " visible ASCII characters");
+    return std::nullopt;
+  }
+  return secret;
+}
+
+void Loader::parsePeers(const YAML::Node& node, int line, Cluster& cluster) {
+  if (!expectList(node, line, "peers")) return;
+  KeyLines ids;
+  for (const YAML::Node& item : node) {
+    const int l = lineOf(item, line);
+    if (!expectMap(item, l, "a peer")) continue;
+    Peer peer;
+    const KeyLines seen = walkMap(
+        item, l, "peer", {},
+        {
+            {"id",
+             [&](const YAML::Node& v, int vl) {
+               if (auto n = name(v, vl, "id")) peer.id = *n;
+             }},
+            {"address",
+             [&](const YAML::Node& v, int vl) {
+               if (auto a = address(v, vl, "address")) peer.address = *a;
+             }},
+        });
+    if (full()) return;
+    if (!seen.contains("id") || !seen.contains("address")) {
+      error(l, "a peer needs 'id' and 'address'");
+      continue;
+    }
+    if (peer.id.empty() || peer.address.port == 0) continue;  // reported by the field
+    if (auto [it, inserted] = ids.emplace(peer.id, l); !inserted) {
+      error(l, "duplicate peer id '" + peer.id + "' (first at line " +
+                   std::to_string(it->second) + ")");
+      continue;
+    }
+    cluster.peers.push_back(std::move(peer));
+  }
+}
+
+void Loader::parseState(const YAML::Node& node, int line, StateStore& state) {
+  if (!expectMap(node, line, "state")) return;
+  state.line = line;
+  bool redis_section = false;
   const KeyLines seen = walkMap(
-      node, line, "cluster", {"listen", "peers", "secret_file"},
+      node, line, "state", {},
+      {
+          {"store",
+           [&](const YAML::Node& v, int l) {
+             auto text = scalar(v, l, "store");
+             if (!text) return;
+             if (*text != "memory" && *text != "redis") {
+               error(l, "'store' must be memory or redis, got '" + *text + "'");
+               return;
+             }
+             state.redis = *text == "redis";
+           }},
+          {"redis",
+           [&](const YAML::Node& v, int l) {
+             if (!expectMap(v, l, "redis")) return;
+             redis_section = true;
+             walkMap(v, l, "state.redis", {},
+                     {{"address",
+                       [&](const YAML::Node& rv, int rl) {
+                         if (auto a = address(rv, rl, "address")) state.redis_address = *a;
+                       }},
+                      {"prefix", [&](const YAML::Node& rv, int rl) {
+                         auto text = scalar(rv, rl, "prefix");
+                         if (!text) return;
+                         if (text->size() > 64 ||
+                             !std::all_of(text->begin(), text->end(), isVisibleAscii)) {
+                           error(rl, "'prefix' must be up to 64 visible ASCII characters");
+                           return;
+                         }
+                         state.redis_prefix = *text;
+                       }}});
+           }},
+      });
+  if (redis_section && !state.redis && !full()) {
+    error(keyLine(seen, "redis", line), "'redis' is only used with store: redis");
+  }
+}
+
+void Loader::parseSticky(const YAML::Node& node, int line, Sticky& sticky) {
+  if (!expectMap(node, line, "sticky")) return;
+  sticky.line = line;
+  const KeyLines seen = walkMap(
+      node, line, "sticky", {},
       {
           {"mode",
            [&](const YAML::Node& v, int l) {
              auto text = scalar(v, l, "mode");
              if (!text) return;
-             if (*text == "active_active") {
-               error(l, "'mode: " + *text + "' is not supported yet");
-             } else if (*text != "standalone" && *text != "active_passive") {
+             if (*text == "cookie") {
+               sticky.mode = StickyMode::kCookie;
+             } else if (*text == "table") {
+               sticky.mode = StickyMode::kTable;
+             } else {
+               error(l, "sticky 'mode' must be cookie or table, got '" + *text + "'");
+             }
+           }},
+          {"cookie",
+           [&](const YAML::Node& v, int l) {
+             auto text = scalar(v, l, "cookie");
+             if (!text) return;
+             if (text->empty() || text->size() > 64 ||
+                 !std::all_of(text->begin(), text->end(), isTokenChar)) {
+               error(l, "'cookie' must be a cookie name (a token, up to 64 characters)");
+               return;
+             }
+             sticky.cookie = *text;
+           }},
+          {"key",
+           [&](const YAML::Node& v, int l) {
+             parseHashKey(v, l, sticky.key);
+             if (sticky.key.kind == HashKeyKind::kUri) {
+               error(l, "sticky 'key' must be source_ip, header:NAME or cookie:NAME");
+             }
+           }},
+          {"ttl",
+           [&](const YAML::Node& v, int l) {
+             setDuration(sticky.ttl, v, l, "ttl", Duration{1'000});
+           }},
+      });
+  if (full()) return;
+  if (!seen.contains("mode")) {
+    error(line, "'sticky' needs 'mode' (cookie or table)");
+  } else if (sticky.mode == StickyMode::kCookie && (seen.contains("key") || seen.contains("ttl"))) {
+    error(keyLine(seen, seen.contains("key") ? "key" : "ttl", line),
+          "'key' and 'ttl' are for mode: table (a cookie names its server itself)");
+  } else if (sticky.mode == StickyMode::kTable && seen.contains("cookie")) {
+    error(keyLine(seen, "cookie", line),
+          "'cookie' is for mode: cookie (mode: table takes key: cookie:NAME)");
+  }
+}
+
+void Loader::parseRateLimit(const YAML::Node& node, int line, RateLimit& limit) {
+  if (!expectMap(node, line, "rate_limit")) return;
+  limit.line = line;
+  limit.enabled = true;
+  const KeyLines seen = walkMap(
+      node, line, "rate_limit", {},
+      {
+          {"key",
+           [&](const YAML::Node& v, int l) {
+             parseHashKey(v, l, limit.key);
+             if (limit.key.kind != HashKeyKind::kSourceIp &&
+                 limit.key.kind != HashKeyKind::kHeader) {
+               error(l, "rate_limit 'key' must be source_ip or header:NAME");
+             }
+           }},
+          {"rate",
+           [&](const YAML::Node& v, int l) {
+             auto text = scalar(v, l, "rate");
+             if (!text) return;
+             const size_t slash = text->find('/');
+             double count = 0;
+             const char* b = text->data();
+             auto [ptr, ec] = std::from_chars(b, b + (slash == std::string::npos ? text->size()
+                                                                                  : slash),
+                                              count);
+             const std::string unit = slash == std::string::npos ? "" : text->substr(slash + 1);
+             const double per = unit == "s" ? 1 : unit == "m" ? 60 : unit == "h" ? 3600 : 0;
+             if (ec != std::errc() || ptr != b + slash || per == 0 || !(count > 0) ||
+                 count > 1e9) {
+               error(l, "'rate' must be a count per s, m or h such as 100/s, got '" + *text + "'");
+               return;
+             }
+             limit.rate = count / per;
+           }},
+          {"burst",
+           [&](const YAML::Node& v, int l) {
+             setInteger(limit.burst, v, l, "burst", 1, 1'000'000'000);
+           }},
+      });
+  if (!seen.contains("rate") && !full()) error(line, "'rate_limit' needs 'rate' (e.g. 100/s)");
+}
+
+void Loader::parseCluster(const YAML::Node& node, int line, Config& config) {
+  if (!expectMap(node, line, "cluster")) return;
+  Election& e = config.cluster.election;
+  const KeyLines seen = walkMap(
+      node, line, "cluster", {},
+      {
+          {"listen",
+           [&](const YAML::Node& v, int l) {
+             if (auto a = address(v, l, "listen")) config.cluster.listen = *a;
+           }},
+          {"peers", [&](const YAML::Node& v, int l) { parsePeers(v, l, config.cluster); }},
+          {"secret_file",
+           [&](const YAML::Node& v, int l) {
+             auto text = scalar(v, l, "secret_file");
+             if (!text) return;
+             config.cluster.secret_file = resolvePath(*text);
+             if (auto secret = readSecretFile(config.cluster.secret_file, l, "secret_file", 16,
+                                              4096)) {
+               config.cluster.secret = std::move(*secret);
+             }
+           }},
+          {"peer_health",
+           [&](const YAML::Node& v, int l) {
+             auto text = scalar(v, l, "peer_health");
+             if (!text) return;
+             if (*text != "act" && *text != "observe") {
+               error(l, "'peer_health' must be act or observe, got '" + *text + "'");
+               return;
+             }
+             config.cluster.act_on_peer_health = *text == "act";
+           }},
+          {"mode",
+           [&](const YAML::Node& v, int l) {
+             auto text = scalar(v, l, "mode");
+             if (!text) return;
+             if (*text != "standalone" && *text != "active_passive" && *text != "active_active") {
                error(l, "'mode' must be standalone, active_passive or active_active, got '" +
                             *text + "'");
              } else {
@@ -1420,6 +1818,17 @@ void Loader::parseCluster(const YAML::Node& node, int line, Config& config) {
                        int l) { parseEtcd(v, l, "cluster.etcd", e.endpoints, e.key, &e.ttl); }},
       });
   election_line_ = keyLine(seen, "election", line);
+  config.cluster.line = line;
+  if (!config.cluster.peers.empty() && !full()) {
+    if (config.cluster.secret.empty() && !seen.contains("secret_file")) {
+      error(keyLine(seen, "peers", line),
+            "'peers' need 'secret_file' (the shared secret that authenticates them)");
+    }
+    if (config.cluster.listen.port == 0) {
+      error(keyLine(seen, "peers", line),
+            "'peers' need 'listen' (this node's peer-replication address)");
+    }
+  }
   const bool has_vrrp = seen.contains("vrrp");
   if (config.cluster.mode == "active_passive" && !has_vrrp && !full()) {
     error(keyLine(seen, "mode", line), "mode active_passive needs a 'vrrp' section");
@@ -1531,20 +1940,20 @@ void Loader::parseVrrp(const YAML::Node& node, int line, Vrrp& vrrp) {
              walkMap(v, l, "vrrp.track", {},
                      {{"no_healthy_backends",
                        [&](const YAML::Node& tv, int tl) {
-                         auto text = scalar(tv, tl, "no_healthy_backends");
-                         if (!text) return;
-                         int32_t value = 1;
-                         const auto [ptr, ec] =
-                             std::from_chars(text->data(), text->data() + text->size(), value);
-                         if (ec != std::errc() || ptr != text->data() + text->size() || value > 0 ||
-                             value < -254) {
-                           error(tl,
-                                 "'no_healthy_backends' must be a priority change in "
-                                 "-254..0, got '" +
-                                     *text + "'");
-                           return;
+                         trackChange(vrrp.track_no_healthy_backends, tv, tl, "no_healthy_backends");
+                       }},
+                      {"listener_down",
+                       [&](const YAML::Node& tv, int tl) {
+                         trackChange(vrrp.track_listener_down, tv, tl, "listener_down");
+                       }},
+                      {"listeners",
+                       [&](const YAML::Node& tv, int tl) {
+                         if (!expectList(tv, tl, "listeners")) return;
+                         for (const YAML::Node& item : tv) {
+                           if (auto n = name(item, lineOf(item, tl), "listeners")) {
+                             vrrp.track_listeners.push_back(*n);
+                           }
                          }
-                         vrrp.track_no_healthy_backends = value;
                        }},
                       {"backends", [&](const YAML::Node& tv, int tl) {
                          if (!expectList(tv, tl, "backends")) return;
@@ -1632,6 +2041,29 @@ void Loader::checkReferences(const Config& config) {
       for (const Backend& backend : config.backends) names.push_back(backend.name);
       error(config.cluster.vrrp.line,
             "vrrp.track: backend '" + b + "' is not defined" + suggest(b, names));
+    }
+  }
+  if (config.state.redis && !config.cluster.peers.empty() && !full()) {
+    error(config.state.line,
+          "state.store redis shares state through Redis: remove cluster 'peers' (they would be a "
+          "second, competing replication)");
+  }
+  for (const std::string& l : config.cluster.vrrp.track_listeners) {
+    if (full()) break;
+    auto it = std::find_if(config.listeners.begin(), config.listeners.end(),
+                           [&](const Listener& x) { return x.name == l; });
+    if (it == config.listeners.end()) {
+      std::vector<std::string_view> names;
+      for (const Listener& x : config.listeners) names.push_back(x.name);
+      error(config.cluster.vrrp.line,
+            "vrrp.track: listener '" + l + "' is not defined" + suggest(l, names));
+    } else if (std::any_of(config.cluster.vrrp.virtual_ips.begin(),
+                           config.cluster.vrrp.virtual_ips.end(),
+                           [&](const VirtualIp& v) { return v.address == it->listen.host; })) {
+      error(config.cluster.vrrp.line,
+            "vrrp.track: listener '" + l +
+                "' is bound to a virtual IP and cannot be probed (a backup would reach the "
+                "master): track a listener on a wildcard or local address");
     }
   }
   KeyLines backend_names;

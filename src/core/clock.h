@@ -19,6 +19,12 @@ inline int64_t unixMs() {
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
 }
 
+inline int64_t unixUs() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000 + ts.tv_nsec / 1000;
+}
+
 // RFC 3339 in UTC with milliseconds: "2026-11-24T08:30:00.123Z".
 inline std::string rfc3339Ms(int64_t unix_ms) {
   int64_t secs = unix_ms / 1000;

@@ -13,7 +13,9 @@ void EventLog::emit(Event e) {
                     .count();
   }
   // One readable line per event; the words (up, down, ejected, returned, panic) are stable.
-  if (e.backend.empty()) {
+  if (e.kind == "peer_up" || e.kind == "track_listener_up") {
+    log::info("event={} {} {}", e.kind, e.server, e.detail);  // good news
+  } else if (e.backend.empty()) {
     log::warn("event={} {}", e.kind, e.detail);
   } else if (e.server.empty()) {
     log::warn("event={} backend {}: {}", e.kind, e.backend, e.detail);

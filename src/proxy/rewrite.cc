@@ -80,7 +80,7 @@ void writeRequestHead(const http::RequestHead& req, const RequestRewrite& rw, Bu
   }
   putContentLength(out, req);
   putListHeader(out, "X-Forwarded-For", req, rw.client_ip);
-  put(out, "X-Forwarded-Proto: http\r\n");
+  put(out, rw.https ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n");
   putListHeader(out, "Via", req, http10 ? "1.0 tandem" : "1.1 tandem");
   if (rw.upgrade) {
     put(out, "Connection: Upgrade\r\n");  // ours: a client's list could name headers we add
@@ -106,6 +106,7 @@ void writeResponseHead(std::string_view raw_head, const http::ResponseHead& resp
   }
   putContentLength(out, resp);
   putListHeader(out, "Via", resp, resp.version_minor == 0 ? "1.0 tandem" : "1.1 tandem");
+  if (!rw.set_cookie.empty()) putHeader(out, "Set-Cookie", rw.set_cookie);
   if (rw.upgrade) {
     // Connection: upgrade kept above.
   } else if (rw.close) {
@@ -114,6 +115,17 @@ void writeResponseHead(std::string_view raw_head, const http::ResponseHead& resp
     put(out, "Connection: keep-alive\r\n");
   }
   put(out, "\r\n");
+}
+
+std::string tooManyRequests(int retry_after_s) {
+  static constexpr std::string_view kBody = "Too Many Requests\n";
+  std::string r = "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nContent-Length: ";
+  r += std::to_string(kBody.size());
+  r += "\r\nRetry-After: ";
+  r += std::to_string(retry_after_s);
+  r += "\r\nConnection: close\r\n\r\n";
+  r += kBody;
+  return r;
 }
 
 std::string_view errorResponse(int status) {

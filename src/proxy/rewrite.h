@@ -11,6 +11,7 @@ namespace tandem::proxy {
 struct RequestRewrite {
   std::string_view client_ip;
   bool upgrade = false;  // tunnel an Upgrade (keep Connection: upgrade + Upgrade)
+  bool https = false;    // the client came over TLS: X-Forwarded-Proto: https
 };
 
 // Writes the request head to send upstream: request line, end-to-end headers, X-Forwarded-For
@@ -21,7 +22,8 @@ void writeRequestHead(const http::RequestHead& req, const RequestRewrite& rw, Bu
 struct ResponseRewrite {
   bool close = false;  // we close the client connection after this response
   bool client_http10 = false;
-  bool upgrade = false;  // 101 to an Upgrade request: keep Connection/Upgrade
+  bool upgrade = false;         // 101 to an Upgrade request: keep Connection/Upgrade
+  std::string_view set_cookie;  // a Set-Cookie header value to add (sticky cookie), or empty
 };
 
 // Writes the response head for the client: status line, end-to-end headers, Via, Connection.
@@ -30,6 +32,8 @@ void writeResponseHead(std::string_view raw_head, const http::ResponseHead& resp
 
 // A complete generated response ("HTTP/1.1 504 Gateway Timeout" + short text body), closing.
 std::string_view errorResponse(int status);
+// 429 Too Many Requests with Retry-After, closing.
+std::string tooManyRequests(int retry_after_s);
 
 // The balancing key of a request, per the backend's hash_key.
 std::string_view hashKeyOf(const http::RequestHead& req, const config::HashKey& key,

@@ -117,6 +117,12 @@ void Server::startHealth(const Snapshot& snap) {
 }
 
 Result<void> Server::start(std::shared_ptr<const config::Config> cfg, ConfigOrigin origin) {
+  if (auto r = bind(std::move(cfg), std::move(origin)); !r) return r;
+  run();
+  return {};
+}
+
+Result<void> Server::bind(std::shared_ptr<const config::Config> cfg, ConfigOrigin origin) {
   n_ = resolveWorkerCount(cfg->workers);
   std::vector<std::vector<int>> fds;
   auto snap = prepare(cfg, origin, fds);
@@ -130,17 +136,22 @@ Result<void> Server::start(std::shared_ptr<const config::Config> cfg, ConfigOrig
     uint64_t seed = (static_cast<uint64_t>(rd()) << 32) ^ rd() ^ w;
     auto worker = std::make_unique<Worker>(static_cast<int>(w), n_, seed);
     worker->setAccessLog(access_log_);
+    worker->setState(state_, cookie_secret_);
     worker->init(*snap, fds[w]);
     workers_.push_back(std::move(worker));
   }
+  return {};
+}
+
+void Server::run() {
+  auto snap = snapshot();
   for (auto& w : workers_) w->start();
-  startHealth(**snap);
-  for (const auto& l : cfg->listeners) {
+  startHealth(*snap);
+  for (const auto& l : snap->cfg->listeners) {
     log::info("listener {} ({}) on {} -> backend {}", l.name,
               l.mode == config::ListenerMode::kHttp ? "http" : "tcp", l.listen.text(), l.backend);
   }
   log::info("tandem ready: {} worker(s)", n_);
-  return {};
 }
 
 Result<void> Server::reload(std::shared_ptr<const config::Config> cfg, ConfigOrigin origin) {

@@ -32,7 +32,13 @@ class Server {
   Server();
   ~Server();
 
+  // bind() then run().
   Result<void> start(std::shared_ptr<const config::Config> cfg, ConfigOrigin origin = {});
+  // Binds every listener and builds the workers without starting any thread, so that the
+  // process can drop privileges before threads exist (capabilities are per thread).
+  Result<void> bind(std::shared_ptr<const config::Config> cfg, ConfigOrigin origin = {});
+  // Starts the worker and health threads of a bound server.
+  void run();
   // Applies a validated config: listeners whose address stays keep their sockets, new ones are
   // bound (an error here changes nothing), removed ones stop accepting; in-flight requests finish
   // on the old config; health state, admin states and counters of unchanged servers are kept.
@@ -47,6 +53,13 @@ class Server {
   const std::vector<std::unique_ptr<Worker>>& workers() const { return workers_; }
   // Optional access log, shared by the workers (set before start()).
   void setAccessLog(AccessLog* log) { access_log_ = log; }
+  // The shared-state table (sticky table, rate limits) and the sticky-cookie secret; before
+  // start(). Without a table, rate limits and sticky tables are off.
+  void setState(state::Table* table, std::string cookie_secret) {
+    state_ = table;
+    cookie_secret_ = std::move(cookie_secret);
+  }
+  state::Table* state() const { return state_; }
   // Optional: called with every health view published (on the health thread), e.g. for VRRP
   // tracking. Set before start().
   void setHealthObserver(std::function<void(const health::HealthView&)> fn) {
@@ -69,6 +82,8 @@ class Server {
   std::map<std::string, std::vector<int>> sockets_;
   std::vector<std::unique_ptr<Worker>> workers_;
   AccessLog* access_log_ = nullptr;
+  state::Table* state_ = nullptr;
+  std::string cookie_secret_;
   std::function<void(const health::HealthView&)> health_observer_;
 };
 

@@ -128,6 +128,20 @@ Session::~Session() {
 void Session::start() {
   w_.loop().add(fd_, this);
   w_.sessionOpened(this, gen_);
+  if (cfg_->tls.context) [[unlikely]] {
+    tls_ = tls::Conn::make(cfg_->tls.context, fd_, w_.pool());
+    if (!tls_) {
+      closeNow();
+      return;
+    }
+    phase_ = Phase::kHandshake;
+    splice_tried_ = true;  // TCP mode: bytes pass through OpenSSL, never spliced
+    c_readable_ = true;    // the ClientHello is often there already
+    // header_timeout covers the head from accept, so the handshake too (the timer runs on).
+    armClient(ClientTimer::kHeader);
+    drive();
+    return;
+  }
   if (tcp_) {
     hash_ = balance::hash64(ipBytes(peer_));
     phase_ = Phase::kTunnel;
@@ -147,6 +161,9 @@ void Session::onIo(uint32_t events) {
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c_readable_ = true;
   if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) c_hup_ = true;
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) c_writable_ = true;
+  // Records the socket did not take yet go first, whatever the session is waiting for.
+  if (tls_ && c_writable_ && tls_->pending()) [[unlikely]]
+    tls_->flush(c_writable_);
   drive();
 }
 
@@ -188,6 +205,9 @@ void Session::armClient(ClientTimer kind) {
     case ClientTimer::kLinger:
       client_timer_.arm(w_.loop().timers(kLingerMs));
       break;
+    case ClientTimer::kRate:
+      client_timer_.arm(w_.loop().timers(cfg_->limits.min_rate_period.count()));
+      break;
   }
 }
 
@@ -195,18 +215,30 @@ void Session::onTimer(int tag) {
   if (phase_ == Phase::kClosed) return;
   if (tag == kClientTimer) {
     switch (phase_) {
+      case Phase::kHandshake:
+        lstats_->tls_handshake_failures.add();  // header_timeout: no plaintext 408 possible
+        log::debug("TLS handshake with {} timed out", client_ip_);
+        closeNow();
+        break;
       case Phase::kHead:
         if (in_.empty() && client_timer_kind_ == ClientTimer::kIdle) {
           closeNow();  // idle keep-alive connection
         } else {
+          if (client_timer_kind_ == ClientTimer::kHeader) lstats_->timeouts[kHeaderTimeout].add();
           respond(408);
         }
         break;
       case Phase::kTunnel:
         closeNow();  // idle tunnel
         break;
-      case Phase::kClosing:
       case Phase::kExchange:
+        if (client_timer_kind_ == ClientTimer::kRate) {
+          checkRate();
+        } else {
+          closeNow();
+        }
+        break;
+      case Phase::kClosing:
       case Phase::kClosed:
         closeNow();
         break;
@@ -227,20 +259,59 @@ void Session::onTimer(int tag) {
 }
 
 int Session::readClient() {
-  ssize_t n = readSome(fd_, in_, c_readable_, c_hup_);
+  ssize_t n =
+      tls_ ? tls_->read(in_, c_readable_, c_writable_) : readSome(fd_, in_, c_readable_, c_hup_);
   if (n == 0 || n == -2) {
     c_eof_ = true;
     c_readable_ = false;
     return 0;
   }
-  if (n > 0) lstats_->bytes_in.add(static_cast<uint64_t>(n));
+  if (n > 0) {
+    lstats_->bytes_in.add(static_cast<uint64_t>(n));
+    c_moved_ += static_cast<uint64_t>(n);
+  }
   return static_cast<int>(n);
+}
+
+bool Session::waitingOnClient() const {
+  if (phase_ != Phase::kExchange || !up_ || !up_->connected) return false;
+  // Response bytes are ready and the client's socket takes no more (slow read).
+  if (!c_writable_ && (!out_.empty() || resp_pending_ > 0)) return true;
+  // Body bytes are owed, the socket is drained and there is room for them: not backpressure
+  // from a slow backend (then in_ is full), only the client is slow (slow POST).
+  return !req_body_.done && !abandon_request_ && !c_readable_ && !c_eof_ &&
+         in_.size() < BufferPool::kChunk;
+}
+
+void Session::checkRate() {
+  // Cut only when the exchange waited on the client at both ends of a period and the client
+  // moved fewer than min_rate bytes in it: a client is cut one to two periods into a stall, and
+  // an exchange that waited on the backend meanwhile is not blamed on the client.
+  const bool bound = waitingOnClient();
+  if (bound && rate_bound_ && c_moved_ - rate_mark_ < cfg_->limits.min_rate_bytes) {
+    const bool reading = !req_body_.done && !resp_sent_any_ && out_.empty();
+    lstats_->timeouts[reading ? kSlowBody : kSlowRead].add();
+    log::debug("client {} under min_rate ({} bytes in {} ms): closed", client_ip_,
+               c_moved_ - rate_mark_, cfg_->limits.min_rate_period.count());
+    if (reading) {
+      respond(408);  // slow POST: the backend connection is released, the client told why
+    } else {
+      closeNow();  // slow read: it takes no bytes, so an error page would not reach it either
+    }
+    return;
+  }
+  rate_bound_ = bound;
+  rate_mark_ = c_moved_;
+  armClient(ClientTimer::kRate);
 }
 
 void Session::drive() {
   bool progress = true;
   while (progress) {
     switch (phase_) {
+      case Phase::kHandshake:
+        progress = stepHandshake();
+        break;
       case Phase::kHead:
         progress = stepHead();
         break;
@@ -257,6 +328,52 @@ void Session::drive() {
         return;
     }
   }
+}
+
+// ---- TLS ------------------------------------------------------------------------------------
+
+bool Session::stepHandshake() {
+  if (!c_readable_) return false;
+  switch (tls_->handshake(c_readable_, c_writable_)) {
+    case tls::Conn::Handshake::kWait:
+      return false;
+    case tls::Conn::Handshake::kFailed:
+      // Plain HTTP on this port ends here too: nothing was forwarded. A port probe that sent
+      // nothing is no failed handshake.
+      if (tls_->receivedAny()) lstats_->tls_handshake_failures.add();
+      log::debug("TLS handshake with {} failed: {}", client_ip_, tls_->failure());
+      closeNow();
+      return false;
+    case tls::Conn::Handshake::kDone:
+      break;
+  }
+  lstats_->tls_handshakes.add();
+  if (!tcp_) {
+    phase_ = Phase::kHead;
+    return true;
+  }
+  hash_ = balance::hash64(ipBytes(peer_));
+  phase_ = Phase::kTunnel;
+  armClient(ClientTimer::kIdle);
+  if (!connectUpstream()) {
+    closeNow();
+    return false;
+  }
+  return true;
+}
+
+ssize_t Session::writeClient(std::string_view a, std::string_view b) {
+  if (tls_) [[unlikely]]
+    return tls_->write(a, b, c_writable_);
+  return writeTwo(fd_, a, b, c_writable_);
+}
+
+void Session::shutdownClient() {
+  if (tls_) [[unlikely]] {
+    tls_->shutdownWrite(c_writable_);  // close_notify, then FIN once all is sent
+    return;
+  }
+  ::shutdown(fd_, SHUT_WR);
 }
 
 // ---- request head ----------------------------------------------------------------------------
@@ -292,6 +409,9 @@ void Session::startRequest() {
   const http::RequestHead& req = w_.scratch_request;
   if (gen_ != w_.current()) moveToCurrent();
   openRequest();
+  // The previous exchange's flags (resp_head_done_, resp_sent_any_) would make respond() below
+  // (501, 413, 429) close a kept-alive connection without an answer.
+  resetExchange();
   req_bytes_ = req.head_length;
   if (w_.accessLog()) {
     log_method_.assign(req.method_text);
@@ -310,18 +430,25 @@ void Session::startRequest() {
     respond(413);
     return;
   }
+  if (be_->rate_limiter && !admitRate(req)) return;
   req_body_.start(req.body, req.content_length);
   up_out_.clear();
   up_out_sent_ = 0;
-  writeRequestHead(req, {client_ip_, upgrade_}, up_out_);
+  writeRequestHead(req, {client_ip_, upgrade_, tls_ != nullptr}, up_out_);
   if (be_->hashed) {
     std::string_view key = hashKeyOf(req, be_->cfg->hash_key, ipBytes(peer_));
     hash_ = key.empty() ? w_.rng()() : balance::hash64(key);
   }
+  sticky_server_ = -1;
+  set_cookie_ = {};
+  if (be_->cfg->sticky.mode != config::StickyMode::kNone) resolveSticky(req);
   in_.consume(req.head_length);  // `req` points into in_: not used past this line
   req_state_ = {};
   resetExchange();
-  armClient(ClientTimer::kNone);
+  // min_rate: the first tick only takes a baseline (see checkRate).
+  rate_bound_ = false;
+  rate_mark_ = c_moved_;
+  armClient(cfg_->limits.min_rate_bytes ? ClientTimer::kRate : ClientTimer::kNone);
   phase_ = Phase::kExchange;
   ++be_->active_requests;
   active_counted_ = true;
@@ -427,12 +554,85 @@ void Session::resetExchange() {
   resp_keep_alive_ = false;
 }
 
+// ---- sticky sessions and rate limits ------------------------------------------------------------
+
+// The key a sticky table or a rate limit uses: the client's address as text (readable in the
+// admin API and identical on every instance), or the header/cookie value.
+static std::string_view stateKeyOf(const http::RequestHead& req, const config::HashKey& key,
+                                   std::string_view client_ip) {
+  if (key.kind == config::HashKeyKind::kSourceIp) return client_ip;
+  return hashKeyOf(req, key, {});
+}
+
+bool Session::admitRate(const http::RequestHead& req) {
+  const config::RateLimit& rl = be_->cfg->rate_limit;
+  std::string_view key = stateKeyOf(req, rl.key, client_ip_);
+  if (key.empty()) return true;  // no such header: not limited (a header limit needs the header)
+  std::string k;
+  k.reserve(be_->cfg->name.size() + 1 + key.size());
+  k.append(be_->cfg->name).push_back(state::kSep);
+  k.append(key);
+  const state::RateVerdict v = be_->rate_limiter->check(*w_.state(), k, unixUs());
+  if (v.allowed) return true;
+  routed_ = true;  // the backend's own request and response counts include its refusals
+  be_->stats->requests.add();
+  be_->stats->rate_limited.add();
+  respond(429, tooManyRequests(v.retry_after_s));
+  return false;
+}
+
+void Session::resolveSticky(const http::RequestHead& req) {
+  sticky_cookie_ok_ = false;
+  sticky_key_.clear();
+  const config::Sticky& st = be_->cfg->sticky;
+  if (st.mode == config::StickyMode::kCookie) {
+    std::string_view value = hashKeyOf(req, {config::HashKeyKind::kCookie, st.cookie}, {});
+    if (value.empty()) return;
+    for (size_t i = 0; i < be_->servers.size(); ++i) {
+      if (be_->servers[i].sticky_cookie == value) {
+        sticky_server_ = static_cast<int>(i);
+        sticky_cookie_ok_ = true;
+        return;
+      }
+    }
+    return;  // not a cookie we signed (forged, or another secret): balanced like a new client
+  }
+  state::Table* table = w_.state();
+  std::string_view key = stateKeyOf(req, st.key, client_ip_);
+  if (!table || key.empty()) return;
+  sticky_key_.append(be_->cfg->name).push_back(state::kSep);
+  sticky_key_.append(key);
+  auto name = table->get(state::Kind::kSticky, sticky_key_, unixMs());
+  if (!name) return;
+  for (size_t i = 0; i < be_->servers.size(); ++i) {
+    if (be_->servers[i].cfg->name == *name) {
+      sticky_server_ = static_cast<int>(i);
+      return;
+    }
+  }
+}
+
+void Session::noteSticky(int server) {
+  const config::Sticky& st = be_->cfg->sticky;
+  const ServerRt& s = be_->servers[static_cast<size_t>(server)];
+  if (st.mode == config::StickyMode::kCookie) {
+    // A new client, or its server went away: the cookie moves with it.
+    set_cookie_ = sticky_cookie_ok_ && server == sticky_server_ ? std::string_view{}
+                                                                 : std::string_view(s.set_cookie);
+    return;
+  }
+  if (sticky_key_.empty()) return;
+  // Writes when the entry is new or moves, and refreshes it when less than half its TTL is left.
+  w_.state()->touch(state::Kind::kSticky, sticky_key_, s.cfg->name, st.ttl.count(), unixUs());
+}
+
 // ---- upstream selection and connection ------------------------------------------------------
 
 bool Session::connectUpstream() {
   while (attempts_++ < kMaxAttempts) {
-    int s = w_.pickServer(*be_, hash_, tried_);
+    int s = w_.pickServer(*be_, hash_, tried_, nullptr, sticky_server_);
     if (s < 0) return false;
+    if (be_->cfg->sticky.mode != config::StickyMode::kNone && !tcp_) noteSticky(s);
     ServerRt& srv = be_->servers[s];
     if (req_open_ && queue_us_ < 0) queue_us_ = monoUs() - t_head_us_;
     srv.stats->requests.add();
@@ -440,6 +640,12 @@ bool Session::connectUpstream() {
     if (!c) {
       if (be_->max_pending && be_->pending >= be_->max_pending) return false;  // circuit breaker
       auto fd = connectNonBlocking(srv.addr);
+      if (!fd && fd.error().source == ErrorSource::kInternal) {
+        // No socket (EMFILE, ENOBUFS): a local shortage, not the server's fault; marking it
+        // failed would hold healthy servers out (or eject them) after descriptors come back.
+        log::debug("upstream socket: {}", fd.error().message);
+        return false;
+      }
       if (!fd) {
         srv.stats->connect_failures.add();
         be_->stats->connect_failures.add();
@@ -696,13 +902,14 @@ bool Session::flushClient(bool with_body) {
   std::string_view body;
   if (with_body && up_) body = up_->in().view().substr(0, resp_pending_);
   if (!c_writable_ || (out_.empty() && body.empty())) return false;
-  ssize_t n = writeTwo(fd_, out_.view(), body, c_writable_);
+  ssize_t n = writeClient(out_.view(), body);
   if (n == -2) {
     closeNow();  // the client is gone
     return true;
   }
   if (n <= 0) return false;
   lstats_->bytes_out.add(static_cast<uint64_t>(n));
+  c_moved_ += static_cast<uint64_t>(n);
   if (req_open_) resp_bytes_out_ += static_cast<uint64_t>(n);
   size_t from_out = std::min(static_cast<size_t>(n), out_.size());
   out_.consume(from_out);
@@ -793,7 +1000,7 @@ bool Session::pumpResponse() {
         w_.draining() || (client_http10_ && resp.body == http::BodyKind::kChunked)) {
       must_close_ = true;
     }
-    writeResponseHead(in.view(), resp, {must_close_, client_http10_, false}, out_);
+    writeResponseHead(in.view(), resp, {must_close_, client_http10_, false, set_cookie_}, out_);
     in.consume(resp.head_length);
     resp_head_done_ = true;
     resp_keep_alive_ = resp.keep_alive;
@@ -859,7 +1066,7 @@ void Session::finishExchange() {
   up_out_.clear();
   up_out_sent_ = 0;
   if (must_close_ || !req_complete || !req_keep_alive_ || w_.draining()) {
-    if (in_.empty() && !c_readable_) {
+    if (in_.empty() && !c_readable_ && !tls_) {
       closeNow();
     } else {
       // The client sent more than we will read: linger so our close does not reset the response.
@@ -914,7 +1121,7 @@ bool Session::stepTunnel() {
   // backend -> client
   Buffer& uin = up_->in();
   if ((!out_.empty() || !uin.empty()) && c_writable_) {
-    ssize_t n = writeTwo(fd_, out_.view(), uin.view(), c_writable_);
+    ssize_t n = writeClient(out_.view(), uin.view());
     if (n == -2) {
       closeNow();
       return true;
@@ -936,7 +1143,8 @@ bool Session::stepTunnel() {
     if (n > 0) countFromBackend(static_cast<uint64_t>(n));
     if (n != -1) p = true;
   }
-  return endTunnelStep(in_.empty(), uin.empty() && out_.empty(), p);
+  // TLS: the half-close waits for the records still queued for the client.
+  return endTunnelStep(in_.empty(), uin.empty() && out_.empty() && !(tls_ && tls_->pending()), p);
 }
 
 bool Session::endTunnelStep(bool to_backend_empty, bool to_client_empty, bool progress) {
@@ -947,7 +1155,7 @@ bool Session::endTunnelStep(bool to_backend_empty, bool to_client_empty, bool pr
     progress = true;
   }
   if (to_client_empty && up_->eof && !c_shut_) {
-    ::shutdown(fd_, SHUT_WR);
+    shutdownClient();
     c_shut_ = true;
     progress = true;
   }
@@ -1004,7 +1212,7 @@ bool Session::stepSplicedTunnel() {
 
 // ---- generated responses and closing ------------------------------------------------------
 
-void Session::respond(int status) {
+void Session::respond(int status, std::string_view custom) {
   detachUpstream(false);
   endRequestAccounting();
   if (resp_head_done_) {
@@ -1016,7 +1224,7 @@ void Session::respond(int status) {
   }
   // A malformed or timed-out head is a request too, answered by the listener itself.
   if (!req_open_ && !tcp_) openRequest();
-  std::string_view page = errorResponse(status);
+  std::string_view page = custom.empty() ? errorResponse(status) : custom;
   resp_bytes_out_ += page.size();
   endRequest(status);
   out_.append(page);
@@ -1035,7 +1243,7 @@ bool Session::stepClosing() {
   if (!c_shut_) {
     // Lingering close: stop sending, then drain what the client still sends for a moment, so
     // that our close does not turn into a reset that destroys the response in flight.
-    ::shutdown(fd_, SHUT_WR);
+    shutdownClient();
     c_shut_ = true;
     p = true;
   }
@@ -1043,7 +1251,8 @@ bool Session::stepClosing() {
     readClient();
     in_.clear();
   }
-  if (c_eof_) {
+  // TLS: records the socket has not taken yet are ours to send (the linger timer bounds it).
+  if (c_eof_ && !(tls_ && tls_->pending())) {
     closeNow();
     return false;
   }
@@ -1060,6 +1269,10 @@ void Session::closeNow() {
   for (SpliceLane* lane : {&c2u_, &u2c_}) {
     bool empty = lane->empty();  // a pipe with bytes left must never serve another connection
     if (lane->active()) w_.pipes.release(lane->detach(), empty);
+  }
+  if (tls_) [[unlikely]] {
+    tls_->flush(c_writable_);  // best effort: whatever the socket still takes
+    tls_.reset();
   }
   w_.loop().remove(fd_);
   ::close(fd_);

@@ -8,11 +8,13 @@
 // bytes are validated by a framer (Content-Length or chunked) and written straight from the buffer
 // they were read into, never buffered whole.
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "core/buffer.h"
 #include "core/event_loop.h"
 #include "core/socket.h"
+#include "core/tls.h"
 #include "http/parser.h"
 #include "proxy/splice_pipe.h"
 #include "proxy/upstream.h"
@@ -48,11 +50,14 @@ class Session final : public IoHandler, public TimerHandler, public UpstreamOwne
   size_t worker_index = 0;  // position in the worker's session list
 
  private:
-  enum class Phase : uint8_t { kHead, kExchange, kTunnel, kClosing, kClosed };
+  // kHandshake: TLS listeners only, before anything else (nothing reaches a backend before it).
+  enum class Phase : uint8_t { kHandshake, kHead, kExchange, kTunnel, kClosing, kClosed };
   enum TimerTag { kClientTimer = 1, kUpstreamTimer = 2 };
-  enum class ClientTimer : uint8_t { kNone, kHeader, kIdle, kLinger };
+  // kRate: during an exchange, the min_rate check (limits.min_rate, one period per tick).
+  enum class ClientTimer : uint8_t { kNone, kHeader, kIdle, kLinger, kRate };
 
   void drive();
+  bool stepHandshake();
   bool stepHead();
   bool stepExchange();
   bool stepTunnel();
@@ -62,6 +67,10 @@ class Session final : public IoHandler, public TimerHandler, public UpstreamOwne
 
   void startRequest();
   bool connectUpstream();  // picks a server and attaches a connection; false if none can be had
+  void resolveSticky(const http::RequestHead& req);
+  void noteSticky(int server);  // the request goes to `server`: the entry/cookie follows it
+  // rate_limit: counts the request; false (and a 429 sent) if over the limit.
+  bool admitRate(const http::RequestHead& req);
   bool checkConnected();   // true if progress; handles connect failure
   void onConnectFailed();
   void onUpstreamBroken();  // reset/EOF/EPIPE before the response completed
@@ -90,10 +99,17 @@ class Session final : public IoHandler, public TimerHandler, public UpstreamOwne
   void countToBackend(uint64_t n);    // request bytes written to the server
   void countFromBackend(uint64_t n);  // response bytes read from the server
 
-  void respond(int status);  // generated response, then lingering close
+  // Generated response (`page`, or the canned one for `status`), then lingering close.
+  void respond(int status, std::string_view page = {});
   void closeNow();
   void armClient(ClientTimer kind);
   int readClient();  // >0 bytes, 0 EOF, -1 would block / error (sets flags)
+  // Client writes and half-close, through TLS when the listener has it.
+  ssize_t writeClient(std::string_view a, std::string_view b);
+  void shutdownClient();
+  // min_rate: is this exchange waiting on the client (body owed, or response bytes not taken)?
+  bool waitingOnClient() const;
+  void checkRate();  // on the kRate tick: cut a client that stayed under min_rate for a period
 
   Worker& w_;
   Generation* gen_;  // pinned: the config this connection runs on (see moveToCurrent)
@@ -114,10 +130,16 @@ class Session final : public IoHandler, public TimerHandler, public UpstreamOwne
   bool c_eof_ = false;
   bool c_hup_ = false;   // the client sent FIN (or the socket failed)
   bool c_shut_ = false;  // we shut down our write side to the client
+
+  bool rate_bound_ = false;  // min_rate: the exchange waited on the client at the last tick
+  uint64_t c_moved_ = 0;     // bytes read from + written to the client (min_rate)
+  uint64_t rate_mark_ = 0;   // c_moved_ at the last tick
+
   bool tcp_ = false;
   bool splice_tried_ = false;
-  SpliceLane c2u_;  // TCP mode: client -> backend in the kernel
-  SpliceLane u2c_;  // TCP mode: backend -> client
+  std::unique_ptr<tls::Conn> tls_;  // null on plain listeners: one pointer test on their path
+  SpliceLane c2u_;                  // TCP mode: client -> backend in the kernel
+  SpliceLane u2c_;                  // TCP mode: backend -> client
 
   // Current exchange.
   http::ParseState req_state_;
@@ -126,6 +148,12 @@ class Session final : public IoHandler, public TimerHandler, public UpstreamOwne
   int server_ = -1;
   PickExclusions tried_;
   uint64_t hash_ = 0;
+  // Sticky sessions: the server the request's cookie or table entry names (-1: none), whether the
+  // request carried a valid cookie for it, the table key, and the Set-Cookie for the response.
+  int sticky_server_ = -1;
+  bool sticky_cookie_ok_ = false;
+  std::string sticky_key_;
+  std::string_view set_cookie_;
   int attempts_ = 0;      // connection attempts for this request (all causes)
   uint32_t retries_ = 0;  // policy retries used
   bool budget_held_ = false;

@@ -22,8 +22,16 @@ struct TrafficStats {
   void respond(int status) { responses[status >= 100 && status < 600 ? status / 100 : 0].add(); }
 };
 
+// Why a client was cut off for being too slow (tandem_listener_client_timeouts_total{reason}).
+enum ClientTimeout { kHeaderTimeout, kSlowBody, kSlowRead, kClientTimeoutKinds };
+
 struct ListenerStats : TrafficStats {
-  Counter connections;  // accepted
+  Counter connections;             // accepted
+  Counter tls_handshakes;          // completed
+  Counter tls_handshake_failures;  // the client sent bytes, no handshake came of them
+
+  Counter rejected;  // accepted and closed at once: over max_connections
+  Counter timeouts[kClientTimeoutKinds];
 };
 
 struct ServerStats : TrafficStats {
@@ -37,6 +45,7 @@ struct BackendStats : TrafficStats {
   Counter connect_failures;
   Counter retries;
   Counter no_server;   // requests answered 503 because no server could take them
+  Counter rate_limited;  // requests answered 429 (rate_limit)
   Histogram duration;  // request: head received -> last response byte sent
   Histogram connect;   // new upstream connection: connect() -> writable
 };

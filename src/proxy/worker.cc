@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "proxy/session.h"
 #include "proxy/upstream.h"
+#include "state/sticky_cookie.h"
 
 namespace tandem::proxy {
 namespace {
@@ -46,7 +47,12 @@ class Worker::Acceptor final : public IoHandler, public TimerHandler {
     fd_ = -1;
   }
 
-  void onIo(uint32_t) override { acceptAll(); }
+  // While backing off, new connections' edges are ignored: each would only meet EMFILE again
+  // (and log it), a busy loop driven by the flood. The timer retries, and the edge-triggered
+  // socket is drained then.
+  void onIo(uint32_t) override {
+    if (!backoff_.armed()) acceptAll();
+  }
   void onTimer(int) override { acceptAll(); }
 
  private:
@@ -59,16 +65,25 @@ class Worker::Acceptor final : public IoHandler, public TimerHandler {
         if (errno == EINTR || errno == ECONNABORTED) continue;
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
           // Out of descriptors: pause instead of spinning on a socket that stays readable.
-          log::warn("listener {}: accept: {}; pausing {} ms", ls_->cfg->name, strerror(errno),
-                    kAcceptBackoffMs);
+          // Logged once per episode, not once per retry.
+          if (!exhausted_) {
+            log::warn("listener {}: accept: {}; retrying every {} ms until descriptors free up",
+                      ls_->cfg->name, strerror(errno), kAcceptBackoffMs);
+          }
+          exhausted_ = true;
           backoff_.arm(w_.loop().timers(kAcceptBackoffMs));
         }
         return;
+      }
+      if (exhausted_) {
+        exhausted_ = false;
+        log::info("listener {}: accepting again", ls_->cfg->name);
       }
       std::atomic<uint32_t>& open = *ls_->connections;
       if (open.fetch_add(1, std::memory_order_relaxed) >= ls_->cfg->limits.max_connections) {
         open.fetch_sub(1, std::memory_order_relaxed);
         ::close(c);
+        stats_->rejected.add();
         continue;
       }
       setNoDelay(c);
@@ -83,6 +98,7 @@ class Worker::Acceptor final : public IoHandler, public TimerHandler {
   ListenerStats* stats_ = nullptr;
   int fd_;
   Timer backoff_;
+  bool exhausted_ = false;  // out of descriptors since the last successful accept
 };
 
 Worker::Worker(int id, unsigned worker_count, uint64_t seed)
@@ -147,6 +163,9 @@ std::unique_ptr<Generation> Worker::build(std::shared_ptr<const Snapshot> snap) 
     b.max_pending = share(bc.limits.max_pending);
     b.retry_budget = std::make_unique<health::RetryBudget>(bc.retries.budget_percent,
                                                            bc.retries.min_retry_concurrency);
+    if (bc.rate_limit.enabled && state_) {
+      b.rate_limiter = std::make_unique<state::RateLimiter>(bc.rate_limit.rate, bc.rate_limit.burst);
+    }
     for (size_t si = 0; si < bc.servers.size(); ++si) {
       const config::Server& sc = bc.servers[si];
       ServerRt& s = b.servers[si];
@@ -156,6 +175,10 @@ std::unique_ptr<Generation> Worker::build(std::shared_ptr<const Snapshot> snap) 
       auto addr = parseAddress(sc.address.host, sc.address.port);
       if (addr) s.addr = *addr;  // validated by the config loader
       s.group = sc.backup ? 1 : 0;
+      if (bc.sticky.mode == config::StickyMode::kCookie) {
+        s.sticky_cookie = state::stickyCookieValue(cookie_secret_, bc.name, sc.name);
+        s.set_cookie = bc.sticky.cookie + "=" + s.sticky_cookie + "; Path=/; HttpOnly";
+      }
       s.position = static_cast<int>(b.groups[s.group].members.size());
       b.groups[s.group].members.push_back(static_cast<int>(si));
     }
@@ -326,8 +349,20 @@ void Worker::maybeFinish() {
   if (draining_ && sessions_.empty()) loop_.stop();
 }
 
-int Worker::pickServer(BackendRt& b, uint64_t hash, const PickExclusions& ex, PickFailure* why) {
+int Worker::pickServer(BackendRt& b, uint64_t hash, const PickExclusions& ex, PickFailure* why,
+                       int preferred) {
   const int64_t now = loop_.now();
+  if (preferred >= 0 && static_cast<size_t>(preferred) < b.servers.size()) {
+    // Sticky: the same rules as below for one server, without asking the balancer.
+    const ServerRt& s = b.servers[static_cast<size_t>(preferred)];
+    const GroupRt& grp = b.groups[s.group];
+    if (!s.health.disabled && !s.health.draining &&
+        ((s.health.healthy && s.failed_until_ms <= now) || b.panic) && !ex.has(preferred) &&
+        !(b.max_in_flight_per_server &&
+          grp.active[static_cast<size_t>(s.position)] >= b.max_in_flight_per_server)) {
+      return preferred;
+    }
+  }
   bool capped = false;
   for (int g = 0; g < 2; ++g) {
     GroupRt& grp = b.groups[g];

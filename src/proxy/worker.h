@@ -26,6 +26,8 @@
 #include "http/parser.h"
 #include "proxy/splice_pipe.h"
 #include "proxy/stats.h"
+#include "state/rate_limit.h"
+#include "state/table.h"
 
 namespace tandem::proxy {
 
@@ -67,6 +69,8 @@ struct ServerRt {
   health::ServerView health;          // from the control thread's latest snapshot
   ServerStats* stats = nullptr;       // this worker's counters for the server
   std::vector<UpstreamConn*> idle;    // keep-alive connections ready for reuse (LIFO)
+  std::string sticky_cookie;          // sticky cookie mode: the value naming this server
+  std::string set_cookie;             // ... and the Set-Cookie header value that gives it
 };
 
 // A balancing group (primaries or backups) with the arrays its Balancer reads.
@@ -88,6 +92,7 @@ struct BackendRt {
   uint32_t max_in_flight_per_server = 0;  // this worker's share of max_connections_per_server
   uint32_t max_pending = 0;               // this worker's share of max_pending
   std::unique_ptr<health::RetryBudget> retry_budget;
+  std::unique_ptr<state::RateLimiter> rate_limiter;  // rate_limit configured (and a table)
   BackendStats* stats = nullptr;  // this worker's counters for the backend
   int index = 0;                  // in Config::backends
   struct Generation* gen = nullptr;
@@ -152,6 +157,13 @@ class Worker {
   // Optional access log (set before start()); nullptr when off.
   void setAccessLog(AccessLog* log) { access_log_ = log; }
   AccessLog* accessLog() const { return access_log_; }
+  // Shared state (sticky table, rate limits) and the secret that signs sticky cookies; before
+  // start().
+  void setState(state::Table* table, std::string cookie_secret) {
+    state_ = table;
+    cookie_secret_ = std::move(cookie_secret);
+  }
+  state::Table* state() const { return state_; }
   int id() const { return id_; }
   bool draining() const { return draining_; }
   Generation* current() { return gen_.get(); }
@@ -160,7 +172,9 @@ class Worker {
 
   // Picks a server of backend `b` for a request with key hash `hash`; -1 if none can take it
   // (then `why` says whether none was healthy or all were at their limits).
-  int pickServer(BackendRt& b, uint64_t hash, const PickExclusions& ex, PickFailure* why = nullptr);
+  // `preferred` (a sticky server): taken if it may be picked at all, whatever the balancer says.
+  int pickServer(BackendRt& b, uint64_t hash, const PickExclusions& ex, PickFailure* why = nullptr,
+                 int preferred = -1);
   // Thread-safe: a new health snapshot from the control thread (applied on the worker's thread
   // if it belongs to the current generation's health manager).
   void publishHealth(std::shared_ptr<const health::HealthView> view);
@@ -208,6 +222,8 @@ class Worker {
   balance::Random rng_;
   StatsRegistry stats_;
   AccessLog* access_log_ = nullptr;
+  state::Table* state_ = nullptr;
+  std::string cookie_secret_;
   std::unique_ptr<Generation> gen_;
   std::vector<std::unique_ptr<Generation>> retired_;
   std::mutex mailbox_mu_;  // guards the two pending_ fields (written by other threads)

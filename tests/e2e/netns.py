@@ -63,6 +63,29 @@ class Topology:
         self.hosts[name] = (ns, ip, host_if)
         return ns
 
+    def add_link(self, a, a_ip, b, b_ip, prefix=24):
+        """A point-to-point veth between hosts a and b (each made here, without a bridge port,
+        when it does not exist yet), e.g. a router namespace between a client subnet and the
+        switch. The pair is created inside a's namespace with its peer in b's: nothing touches
+        the root namespace. Interfaces are named p-<other host>."""
+        for name, ip in ((a, a_ip), (b, b_ip)):
+            if name not in self.hosts:
+                ns = f"{self.tag}-{name}"
+                run(IP, "netns", "add", ns)
+                self.hosts[name] = (ns, ip, f"p-{b if name == a else a}"[:15])
+                self.ns(name, "link", "set", "lo", "up")
+        a_if, b_if = f"p-{b}"[:15], f"p-{a}"[:15]
+        self.ns(a, "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns",
+                self.hosts[b][0])
+        for name, ifname, ip in ((a, a_if, a_ip), (b, b_if, b_ip)):
+            self.ns(name, "addr", "add", f"{ip}/{prefix}", "dev", ifname)
+            self.ns(name, "link", "set", ifname, "up")
+
+    def sysctl(self, name, key, value):
+        """Sets a sysctl inside a host's namespace (net.* keys are per namespace)."""
+        path = "/proc/sys/" + key.replace(".", "/")
+        self.exec(name, "/bin/sh", "-c", f"echo {value} > {path}")
+
     def ns(self, name, *args, check=True):
         return run(IP, "-n", self.hosts[name][0], *args, check=check)
 
@@ -73,6 +96,14 @@ class Topology:
         f = open(log, "wb") if log else subprocess.DEVNULL
         p = subprocess.Popen([IP, "netns", "exec", self.hosts[name][0], *cmd],
                              stdin=subprocess.DEVNULL, stdout=f, stderr=f)
+        self.procs.append(p)
+        return p
+
+    def spawn_piped(self, name, *cmd):
+        """Like spawn, with a pipe on stdin (the process runs until the test closes it)."""
+        p = subprocess.Popen([IP, "netns", "exec", self.hosts[name][0], *cmd],
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
         self.procs.append(p)
         return p
 

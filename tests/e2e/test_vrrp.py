@@ -86,10 +86,11 @@ class Lab:
         r = self.topo.exec(host, "/usr/bin/python3", "-c", code, check=False)
         return json.loads(r.stdout) if r.returncode == 0 else None
 
-    def start(self, name, priority, **kw):
+    def start(self, name, priority, nofile=None, **kw):
         conf = self.tmp / f"{name}.yaml"
         conf.write_text(lb_config(name, priority, **kw))
-        p = self.topo.spawn(name, self.bin, "run", "-c", str(conf),
+        limit = ["/usr/bin/prlimit", f"--nofile={nofile}:{nofile}", "--"] if nofile else []
+        p = self.topo.spawn(name, *limit, self.bin, "run", "-c", str(conf),
                             log=str(self.tmp / f"{name}.log"))
         self.lbs[name] = p
         netns.wait_until(lambda: self.admin(name, "/api/v1/status") is not None or p.poll() is not None
@@ -305,3 +306,40 @@ def test_tracking_hands_over_when_the_backend_fails(lab):
     lab.topo.spawn("be", "/usr/bin/python3", str(lab.tmp / "backend.py"), "8001")
     netns.wait_until(lambda: lab.state("lb1") == "master", 5, "lb1 master again")
     assert lab.one_master() == "lb1"
+
+
+def test_tracking_hands_over_when_a_listener_stops_accepting(lab):
+    # lb1 runs out of file descriptors (a connection flood under a low limit): its listener can
+    # no longer take connections, the probe notices (it cannot even open a socket), 150 - 60 = 90
+    # < 100, and lb2 preempts. When the flood ends, lb1 takes the VIP back.
+    lb1 = lab.start("lb1", 150, track_listeners=True, nofile=64)
+    lab.start("lb2", 100, track_listeners=True)
+    assert lab.one_master() == "lb1"
+    # `ip netns exec` and prlimit exec the next program: the pid is tandem's.
+    used = len(os.listdir(f"/proc/{lb1.pid}/fd"))
+    assert used < 50, f"lb1 already uses {used} descriptors"
+    # Connections to lb1's own address, held open (not the VIP: they must land on lb1).
+    flood = ("import socket, sys, time\n"
+             "conns = []\n"
+             "for i in range(120):\n"
+             "    try:\n"
+             "        conns.append(socket.create_connection(('198.18.0.11', 8080), timeout=1))\n"
+             "    except OSError:\n"
+             "        pass\n"
+             "print(len(conns), flush=True)\n"
+             "sys.stdin.read()\n")
+    holder = lab.topo.spawn_piped("client", "/usr/bin/python3", "-c", flood)
+    try:
+        netns.wait_until(lambda: lab.state("lb2") == "master", 8, "lb2 master after lb1's "
+                         "listener stopped accepting")
+        netns.wait_until(lambda: not lab.holds_vip("lb1"), 3, "lb1 gave up the VIP")
+        assert lab.holds_vip("lb2")
+        assert lab.http("client", f"http://{VIP}:8080/") == 200
+        log = open(lab.tmp / "lb1.log").read()
+        assert "tracking: listener web: socket: Too many open files" in log, log[-2000:]
+    finally:
+        holder.stdin.close()  # the flood's connections close: lb1 has descriptors again
+        holder.wait(10)
+    netns.wait_until(lambda: lab.state("lb1") == "master", 8, "lb1 master again")
+    assert lab.one_master() == "lb1"
+    assert lab.http("client", f"http://{VIP}:8080/") == 200

@@ -99,30 +99,34 @@ def test_all_servers_down_is_502(pool):
 
 @pytest.mark.parametrize("algo", ["maglev", "ring_hash"])
 def test_consistent_hash_same_choice_across_instances(pool, algo):
+    """Active-active without shared state (DESIGN section 6): separate processes built from the
+    same config send each of 200 keys to the same server. The first two have the same config
+    (2 workers each: every worker builds its own table); the first is asked on fresh connections
+    (spread over its workers), the second on one keep-alive connection. A third lists the servers
+    in reverse order and runs 1 worker, which must not matter either."""
     backends = [pool.http(n) for n in ("a", "b", "c", "d")]
     servers = [server(b.name, b.port) for b in backends]
-    ports = [free_port(), free_port()]
-    choices = []
-    for i, port in enumerate(ports):
+    layouts = [(servers, 2), (servers, 2), (servers[::-1], 1)]
+    ports = [free_port() for _ in layouts]
+    for i, (port, (listed, workers)) in enumerate(zip(ports, layouts)):
         pool.tandem(make_config([http_listener("web", port, "app")],
-                                [backend_cfg("app", servers, balance=algo,
+                                [backend_cfg("app", listed, balance=algo,
                                              hash_key="header:X-User")],
-                                node=f"t{i + 1}"), name=f"tandem-{algo}-{i + 1}")
-    for port in ports:
-        mapping = {}
-        with Client(port) as c:
-            for k in range(40):
-                r = c.request("GET", "/", [("X-User", f"user-{k}")])
-                assert r.status == 200
-                mapping[k] = r.get("x-backend")
-        # the same key always goes to the same server within one instance (fresh connections)
-        for k in (0, 7, 23):
-            again = get(port, "/", headers=[("X-User", f"user-{k}")]).get("x-backend")
-            assert again == mapping[k]
-        choices.append(mapping)
-    assert choices[0] == choices[1], "instances disagree on the server for the same key"
-    used = collections.Counter(choices[0].values())
-    assert len(used) >= 3, f"hashing uses too few servers: {used}"
+                                workers=workers, node=f"t{i + 1}"),
+                    name=f"tandem-{algo}-{i + 1}")
+    keys = [f"user-{k}" for k in range(200)]
+    fresh = {}
+    for k in keys:
+        r = get(ports[0], "/", headers=[("X-User", k)])
+        assert r.status == 200
+        fresh[k] = r.get("x-backend")
+    choices = [fresh] + [_hash_map(port, keys) for port in ports[1:]]
+    for i, mapping in enumerate(choices[1:], 2):
+        differ = [k for k in keys if mapping[k] != fresh[k]]
+        assert not differ, (f"instance {i} disagrees with instance 1 on {len(differ)} of "
+                            f"{len(keys)} keys, e.g. {differ[:5]}")
+    used = collections.Counter(fresh.values())
+    assert len(used) == 4 and min(used.values()) >= 20, f"hashing spreads badly: {used}"
 
 
 def test_consistent_hash_key_is_the_header(pool):

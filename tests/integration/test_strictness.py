@@ -85,6 +85,15 @@ HEAD_CASES = [
     ("too_many_headers", _req([HOST] + [b"X-H%d: v" % i for i in range(200)]), E431),
     ("request_line_too_long", _req([HOST], start=b"GET /" + b"u" * (20 * 1024) + b" HTTP/1.1"),
      {431, 414}),
+    # more published variants: Transfer-Encoding in HTTP/1.0 (RFC 9112 6.1: faulty framing),
+    # obfuscated codings (vertical tab, quoted, empty list element), a Host list
+    ("te_http10", _req([HOST, b"Transfer-Encoding: chunked"], b"0\r\n\r\n",
+                       start=b"POST /echo HTTP/1.0"), ETE),
+    ("te_vertical_tab", _post([b"Transfer-Encoding:\x0bchunked"], b"0\r\n\r\n"), E400),
+    ("te_form_feed", _post([b"Transfer-Encoding: \x0cchunked"], b"0\r\n\r\n"), E400),
+    ("te_quoted", _post([b'Transfer-Encoding: "chunked"'], b"0\r\n\r\n"), ETE),
+    ("te_leading_comma", _post([b"Transfer-Encoding: ,chunked"], b"0\r\n\r\n"), ETE),
+    ("host_list", _req([b"Host: a.test, b.test"]), E400),
 ]
 
 
@@ -102,7 +111,15 @@ CHUNK = [("chunk_size_not_hex", b"zz\r\nhello\r\n0\r\n\r\n", False),
          ("chunk_data_too_long", b"5\r\nhelloXX\r\n0\r\n\r\n", True),
          ("chunk_data_bare_lf", b"5\r\nhello\n0\r\n\r\n", True),
          ("trailer_bad_name", b"5\r\nhello\r\n0\r\nX Bad: t\r\n\r\n", True),
-         ("trailer_obs_fold", b"5\r\nhello\r\n0\r\nX-T: a\r\n b\r\n\r\n", True)]
+         ("trailer_obs_fold", b"5\r\nhello\r\n0\r\nX-T: a\r\n b\r\n\r\n", True),
+         # "Funky chunks" (Kallus, 2025): line terminators inside chunk extensions, which
+         # lenient parsers end at different places (TERM.EXT / EXT.TERM)
+         ("chunk_ext_bare_lf", b"5;a\nxx\r\nhello\r\n0\r\n\r\n", False),
+         ("chunk_ext_bare_cr", b"5;a\rxx\r\nhello\r\n0\r\n\r\n", False),
+         ("chunk_ext_open_quote", b'5;a="x\r\nhello\r\n0\r\n\r\n', False),
+         ("chunk_ext_nul", b"5;\x00\r\nhello\r\n0\r\n\r\n", False),
+         ("chunk_size_trailing_space", b"5 \r\nhello\r\n0\r\n\r\n", False),
+         ("last_chunk_bare_lf", b"5\r\nhello\r\n0\r\n\n", True)]
 BODY_CASES = [(cid, _post([b"Transfer-Encoding: chunked"], body), E400, data_first)
               for cid, body, data_first in CHUNK]
 
@@ -195,6 +212,14 @@ SMUGGLE_CASES = [
                              b"0\r\n\r\n" + SMUGGLED)),
     ("te_fold", _post([b"Transfer-Encoding: identity", b" chunked"], b"0\r\n\r\n" + SMUGGLED)),
     ("pipelined_after_bad", _req([HOST, b"X-A: a", b" fold"]) + SMUGGLED),
+    ("te_http10", _req([HOST, b"Transfer-Encoding: chunked"], b"0\r\n\r\n" + SMUGGLED,
+                       start=b"POST /echo HTTP/1.0")),
+    ("te_vtab_cl", _post([b"Transfer-Encoding:\x0bchunked", b"Content-Length: 5"],
+                         b"0\r\n\r\n" + SMUGGLED)),
+    ("chunk_ext_lf", _post([b"Transfer-Encoding: chunked"],
+                           b"2d;a\n0\r\n\r\n" + SMUGGLED + b"\r\n0\r\n\r\n")),
+    ("chunk_ext_cr", _post([b"Transfer-Encoding: chunked"],
+                           b"2d;a\r0\r\n\r\n" + SMUGGLED + b"\r\n0\r\n\r\n")),
 ]
 
 
@@ -212,6 +237,20 @@ def test_request_text_inside_body_stays_body(st):
         r = c.request("POST", "/echo", body=SMUGGLED)
         assert r.status == 200 and r.body == SMUGGLED
         c.send(build_request("POST", "/echo", [("Transfer-Encoding", "chunked")])
+               + b"%x\r\n" % len(SMUGGLED) + SMUGGLED + b"\r\n0\r\n\r\n")
+        r = c.read_response()
+        assert r.status == 200 and r.body == SMUGGLED
+    assert st.a.targets() == ["/echo", "/echo"]
+
+
+def test_framing_headers_named_in_connection_stay(st):
+    """Hop-by-hop removal must not strip the framing: a client naming Content-Length or
+    Transfer-Encoding in Connection would otherwise turn its body into a request upstream."""
+    with Client(st.port) as c:
+        r = c.request("POST", "/echo", [("Connection", "Content-Length")], body=SMUGGLED)
+        assert r.status == 200 and r.body == SMUGGLED
+        c.send(build_request("POST", "/echo", [("Connection", "Transfer-Encoding"),
+                                               ("Transfer-Encoding", "chunked")])
                + b"%x\r\n" % len(SMUGGLED) + SMUGGLED + b"\r\n0\r\n\r\n")
         r = c.read_response()
         assert r.status == 200 and r.body == SMUGGLED

@@ -4,6 +4,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <stdlib.h>
+
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,6 +38,27 @@ inline Config mustLoad(std::string_view text) {
   }
   return *result;
 }
+
+// A temporary folder for files a config refers to (tokens, secrets), removed at the end.
+class TempDir {
+ public:
+  TempDir() {
+    char pattern[] = "/tmp/tandem-config-test-XXXXXX";
+    path_ = ::mkdtemp(pattern);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string write(const std::string& name, std::string_view text) {
+    const std::string file = path_ + "/" + name;
+    std::ofstream(file) << text;
+    return file;
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
 
 inline auto Err(int line, std::string reason) {
   return ::testing::AllOf(

@@ -248,42 +248,8 @@ TEST(Load, NoSuggestionWhenNothingIsClose) {
   EXPECT_THAT(errors[0].reason, Not(HasSubstr("did you mean")));
 }
 
-struct Unsupported {
-  std::string key;
-  std::string text;
-  int line;
-};
-
-class UnsupportedTest : public ::testing::TestWithParam<Unsupported> {};
-
-TEST_P(UnsupportedTest, RejectedWithLine) {
-  EXPECT_THAT(errorsOf(GetParam().text),
-              ElementsAre(Err(GetParam().line, "'" + GetParam().key + "' is not supported yet")));
-}
-
-std::string withTopLevel(std::string_view line) {
-  return std::string(kMinimal.substr(1)) + std::string(line) + "\n";  // appended as line 9
-}
-
-std::string withBackendKey(std::string_view line) {
-  return std::string(kMinimal.substr(1)) + "    " + std::string(line) + "\n";  // line 9
-}
-
-INSTANTIATE_TEST_SUITE_P(
-    Sections, UnsupportedTest,
-    ::testing::Values(Unsupported{"peers", withTopLevel("cluster: {peers: []}"), 9},
-                      Unsupported{"state", withTopLevel("state: {store: memory}"), 9},
-                      Unsupported{"sticky", withBackendKey("sticky: {mode: cookie}"), 9},
-                      Unsupported{"rate_limit", withBackendKey("rate_limit: {rate: 100/s}"), 9},
-                      Unsupported{
-                          "tls",
-                          "backends: [{name: app, servers: [{address: 127.0.0.1:9001}]}]\n"
-                          "listeners:\n"
-                          "  - {name: a, listen: 127.0.0.1:1, backend: app, tls: {cert: c}}\n",
-                          3}),
-    [](const auto& info) { return info.param.key; });
-
-TEST(Load, UnsupportedTlsInsideListenerList) {
+// More in tls_config_test.cc (with certificate files).
+TEST(Load, TlsInsideListenerListNeedsAKey) {
   EXPECT_THAT(errorsOf(R"(
 listeners:
   - name: web
@@ -295,7 +261,7 @@ backends:
   - name: app
     servers: [{address: 127.0.0.1:9001}]
 )"),
-              ElementsAre(Err(5, "'tls' is not supported yet")));
+              ElementsAre(Err(5, "'tls' is missing 'key'")));
 }
 
 TEST(Load, DuplicateNamesAndAddresses) {
@@ -689,12 +655,12 @@ backends:
     servers:
       - {address: 127.0.0.1:9001, weight: 0}   # L11
     sticky: {}                   # L12
-state: {}                        # L13
+state: {store: disk}             # L13
 )");
   EXPECT_THAT(errors, ElementsAre(Err(1, "'workers'"), Err(5, "backend 'nope' is not defined"),
                                   Err(6, "'idle_timeout'"), Err(9, "unknown balance 'fastest'"),
-                                  Err(11, "'weight'"), Err(12, "'sticky' is not supported yet"),
-                                  Err(13, "'state' is not supported yet")));
+                                  Err(11, "'weight'"), Err(12, "'sticky' needs 'mode'"),
+                                  Err(13, "'store' must be memory or redis")));
   for (const ConfigError& e : errors) EXPECT_THAT(e.text(), testing::StartsWith("t.yaml:"));
 }
 
@@ -730,24 +696,6 @@ TEST(Load, AliasAmplificationIsBounded) {
   EXPECT_THAT(errorsOf(text), ElementsAre(Err(1, "unknown key 'pool'"),
                                           Err(1104, "more than 100000 servers in total")));
 }
-
-class TempDir {
- public:
-  TempDir() {
-    char pattern[] = "/tmp/tandem-config-test-XXXXXX";
-    path_ = ::mkdtemp(pattern);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string write(const std::string& name, std::string_view text) {
-    const std::string file = path_ + "/" + name;
-    std::ofstream(file) << text;
-    return file;
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 TEST(LoadFile, ReadsFileAndReportsItsPath) {
   TempDir dir;

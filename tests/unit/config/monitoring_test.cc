@@ -24,24 +24,6 @@ backends: [{name: app, servers: [{address: 127.0.0.1:9001}]}]
 
 std::string with(std::string_view extra) { return std::string(kBase.substr(1)) + std::string(extra); }
 
-// A temporary folder holding a token file, removed at the end of the test.
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/tandem-config-XXXXXX";
-    path_ = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string write(const std::string& name, const std::string& content) {
-    std::ofstream(path_ + "/" + name) << content;
-    return path_ + "/" + name;
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
 TEST(Admin, DefaultsToLoopback9900WithoutToken) {
   const Config c = mustLoad(kBase);
   EXPECT_TRUE(c.admin.enabled);

@@ -69,12 +69,10 @@ TEST(Cluster, Errors) {
   EXPECT_THAT(errorsOf(with("cluster: {election: etcd, etcd: {endpoints: [\"http://127.0.0.1:1\"], "
                             "ttl: 1500ms}}\n")),
               ElementsAre(Err(3, "whole seconds")));
-  EXPECT_THAT(errorsOf(with("cluster: {mode: active_active}\n")),
-              ElementsAre(Err(3, "'mode: active_active' is not supported yet")));
+  EXPECT_THAT(errorsOf(with("cluster: {mode: active-active}\n")),
+              ElementsAre(Err(3, "'mode' must be standalone, active_passive or active_active")));
   EXPECT_THAT(errorsOf(with("cluster: {mode: active_passive}\n")),
               ElementsAre(Err(3, "needs a 'vrrp' section")));
-  EXPECT_THAT(errorsOf(with("cluster: {peers: []}\n")),
-              ElementsAre(Err(3, "'peers' is not supported yet")));
 }
 
 TEST(Vrrp, FullSection) {
@@ -91,7 +89,7 @@ TEST(Vrrp, FullSection) {
     unicast_peers: [198.18.0.12]
     garp_count: 3
     garp_repeat: 0s
-    track: {no_healthy_backends: -60, backends: [app]}
+    track: {no_healthy_backends: -60, backends: [app], listener_down: -50, listeners: [web]}
 )"));
   const Vrrp& v = c.cluster.vrrp;
   EXPECT_EQ(c.cluster.mode, "active_passive");
@@ -110,6 +108,8 @@ TEST(Vrrp, FullSection) {
   EXPECT_EQ(v.garp_repeat, 0ms);
   EXPECT_EQ(v.track_no_healthy_backends, -60);
   EXPECT_THAT(v.track_backends, ElementsAre("app"));
+  EXPECT_EQ(v.track_listener_down, -50);
+  EXPECT_THAT(v.track_listeners, ElementsAre("web"));
 }
 
 TEST(Vrrp, Errors) {
@@ -133,6 +133,15 @@ TEST(Vrrp, Errors) {
   EXPECT_THAT(errorsOf(ap("{interface: e0, vrid: 1, virtual_ips: [198.18.0.100], "
                           "track: {backends: [apq]}}")),
               ElementsAre(Err(5, "vrrp.track: backend 'apq' is not defined; did you mean 'app'?")));
+  EXPECT_THAT(errorsOf(ap("{interface: e0, vrid: 1, virtual_ips: [198.18.0.100], "
+                          "track: {listener_down: -300}}")),
+              ElementsAre(Err(5, "'listener_down' must be a priority change in -254..0")));
+  EXPECT_THAT(errorsOf(ap("{interface: e0, vrid: 1, virtual_ips: [198.18.0.100], "
+                          "track: {listeners: [wen]}}")),
+              ElementsAre(Err(5, "vrrp.track: listener 'wen' is not defined; did you mean 'web'?")));
+  EXPECT_THAT(errorsOf(ap("{interface: e0, vrid: 1, virtual_ips: [127.0.0.1], "
+                          "track: {listeners: [web]}}")),
+              ElementsAre(Err(5, "'web' is bound to a virtual IP and cannot be probed")));
   EXPECT_THAT(
       errorsOf(with("cluster: {vrrp: {interface: e0, vrid: 1, virtual_ips: [198.18.0.1]}}\n")),
       ElementsAre(Err(3, "only used with mode: active_passive")));

@@ -37,6 +37,13 @@ TEST(Rewrite, RemovesHopByHopAndAddsForwardingHeaders) {
   EXPECT_EQ(out.substr(out.size() - 4), "\r\n\r\n");
 }
 
+TEST(Rewrite, ForwardedProtoIsHttpsForTlsClientsWhateverTheyClaim) {
+  std::string out = rewriteRequest("GET / HTTP/1.1\r\nHost: ex\r\nX-Forwarded-Proto: http\r\n\r\n",
+                                   {"192.0.2.7", false, true});
+  EXPECT_NE(out.find("X-Forwarded-Proto: https\r\n"), std::string::npos);
+  EXPECT_EQ(out.find("X-Forwarded-Proto: http\r\n"), std::string::npos);
+}
+
 TEST(Rewrite, KeepsUpgradeHeadersWhenTunnelling) {
   std::string out = rewriteRequest(
       "GET /ws HTTP/1.1\r\nHost: ex\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
