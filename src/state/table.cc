@@ -127,19 +127,26 @@ uint64_t Table::add(Kind kind, std::string_view key, uint64_t delta, int64_t ttl
   bool created = false;
   Entry& e = slot(s, mk, created);
   Record& r = e.rec;
+  bool fresh = created;
   if (created) {
     r.kind = kind;
     r.key.assign(key);
   } else if (!live(r, now_us / 1000)) {
     // Expired but not swept yet: counting on would resurrect the old counts.
     r.counts.clear();
-    r.expires_ms = 0;
+    fresh = true;
   }
   auto it = std::lower_bound(r.counts.begin(), r.counts.end(), node_id_,
                              [](const auto& c, const std::string& n) { return c.first < n; });
   if (it == r.counts.end() || it->first != node_id_) it = r.counts.insert(it, {node_id_, 0});
   it->second += delta;
-  r.expires_ms = std::max(r.expires_ms, expiryOf(ttl_ms, now_us));
+  // The later deadline wins, and 0 (never) outlives any, as in merge().
+  const int64_t want = expiryOf(ttl_ms, now_us);
+  if (fresh) {
+    r.expires_ms = want;
+  } else if (r.expires_ms != 0) {
+    r.expires_ms = want == 0 ? 0 : std::max(r.expires_ms, want);
+  }
   r.written_us = now_us;
   markDirty(s, mk, e);
   return state::total(r);

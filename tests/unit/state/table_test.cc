@@ -137,6 +137,17 @@ TEST(Table, AddOnAnExpiredCounterStartsOver) {
   EXPECT_EQ(t.total(Kind::kRate, "r", kT0ms + 2000), 1u);
 }
 
+TEST(Table, CounterExpiryTakesTheLaterDeadlineAndNeverWins) {
+  Table t(opts("a"));
+  t.add(Kind::kRate, "r", 1, 1000, kT0us);
+  t.add(Kind::kRate, "r", 1, 500, kT0us);  // an earlier deadline does not shorten it
+  EXPECT_EQ(t.total(Kind::kRate, "r", kT0ms + 900), 2u);
+  t.add(Kind::kRate, "r", 1, 0, kT0us);  // 0 = never, as a merged record with 0 would say
+  EXPECT_EQ(t.total(Kind::kRate, "r", kT0ms + 10'000'000), 3u);
+  t.add(Kind::kRate, "r", 1, 1000, kT0us);  // and a deadline does not bring it back
+  EXPECT_EQ(t.total(Kind::kRate, "r", kT0ms + 10'000'000), 4u);
+}
+
 TEST(Table, DrainSendsEachDirtyKeyOnceWithItsLatestState) {
   Table t(opts("a"));
   int wakes = 0;
