@@ -483,6 +483,12 @@ int Runner::run() {
       return 1;
     }
   }
+  if (replicator_) {
+    if (auto r = replicator_->bind(); !r) {
+      log::error("cannot start: state replication: {}", r.error().message);
+      return 1;
+    }
+  }
   if (auto r = dropPrivileges(*boot_); !r) {
     log::error("cannot start: {}", r.error().message);
     return 1;

@@ -120,6 +120,7 @@ struct PeerReplicator::Impl final : TimerHandler {
       : table(t), opt(std::move(o)), tick(this, 0), rng(std::random_device{}()) {}
 
   // ---- lifecycle (caller's thread) ----
+  Result<void> bind();
   Result<void> start();
   void stop();
 
@@ -164,6 +165,7 @@ struct PeerReplicator::Impl final : TimerHandler {
   std::thread thread;
   std::atomic<bool> stopping{false};
   bool started = false;
+  bool bound = false;  // options validated, listener bound (bind(), or the start of start())
   UniqueFd listen_fd;
   uint16_t port = 0;
   FdHandler acceptor, table_waker;
@@ -186,8 +188,8 @@ struct PeerReplicator::Impl final : TimerHandler {
 // ---------------------------------------------------------------------------------------------
 // lifecycle
 
-Result<void> PeerReplicator::Impl::start() {
-  if (started) return fail(ErrorSource::kInternal, EALREADY, "peer replication already started");
+Result<void> PeerReplicator::Impl::bind() {
+  if (bound) return {};
   peers.clear();
   statuses.clear();
   if (opt.node_id.empty() || opt.node_id.size() > kMaxNodeId) {
@@ -254,7 +256,13 @@ Result<void> PeerReplicator::Impl::start() {
     acceptor.fn = [this] { onAccept(); };
     loop.add(listen_fd.get(), &acceptor, EPOLLIN | EPOLLET);
   }
+  bound = true;
+  return {};
+}
 
+Result<void> PeerReplicator::Impl::start() {
+  if (started) return fail(ErrorSource::kInternal, EALREADY, "peer replication already started");
+  if (auto r = bind(); !r) return r;
   wake_fd = std::make_shared<UniqueFd>(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!*wake_fd) return fail(ErrorSource::kInternal, errno, "eventfd: " + errnoText(errno));
   table_waker.fn = [this] { onTableWake(); };
@@ -895,6 +903,8 @@ PeerReplicator::PeerReplicator(state::Table& table, PeerReplicatorOptions option
     : impl_(std::make_unique<Impl>(table, std::move(options))) {}
 
 PeerReplicator::~PeerReplicator() { stop(); }
+
+Result<void> PeerReplicator::bind() { return impl_->bind(); }
 
 Result<void> PeerReplicator::start() { return impl_->start(); }
 

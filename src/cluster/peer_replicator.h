@@ -70,6 +70,9 @@ class PeerReplicator final : public state::Replicator {
 
   // Validates the options, binds the listener and starts the thread. Installs the table's wake
   // callback (Table::setWake), so call it before other threads write to the table. Once only.
+  // Validates the options and binds the peer listener (before a privilege drop); start() does it
+  // if it was not done.
+  Result<void> bind() override;
   Result<void> start() override;
   // Closes every link and joins the thread; idempotent. Links are closed without a "down" report.
   void stop() override;

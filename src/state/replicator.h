@@ -47,7 +47,9 @@ struct ReplicatorObserver {
 class Replicator {
  public:
   virtual ~Replicator() = default;
-  // Starts the thread (binds the peer listener, if any: an error if it cannot).
+  // Opens what needs privileges (the peer listener), before the process drops them; no thread.
+  virtual Result<void> bind() { return {}; }
+  // Starts the thread (binding first if bind() was not called: an error if it cannot).
   virtual Result<void> start() = 0;
   // Stops and joins; idempotent.
   virtual void stop() = 0;

@@ -122,6 +122,37 @@ def test_standalone_runs_as_nobody_without_capabilities(pool, world_readable_dir
     assert t.alive()
 
 
+def test_peer_listener_below_1024_is_bound_before_the_drop(pool, world_readable_dir):
+    """cluster.listen on a privileged port: bound with the listeners, before the drop."""
+    low = next((p for p in range(999, 900, -1) if _free(p)), None)
+    if low is None:
+        pytest.skip("no free port in 901..999")
+    a = pool.http("a")
+    port = free_port()
+    secret = os.path.join(world_readable_dir, "cluster.secret")
+    with open(secret, "w") as f:
+        f.write("0123456789abcdef0123456789abcdef\n")
+    os.chmod(secret, 0o644)
+    cfg = make_config([http_listener("web", port, "app")],
+                      [backend_cfg("app", [server("a", a.port)])])
+    cfg["node"] = {"id": "lb1"}
+    cfg["user"] = "nobody"
+    # lb1 < lb2: lb2 would dial lb1, so lb1 only listens (and never needs lb2 to exist).
+    cfg["cluster"] = {"mode": "active_active", "listen": f"127.0.0.1:{low}",
+                      "peers": [{"id": "lb1", "address": f"127.0.0.1:{low}"},
+                                {"id": "lb2", "address": f"127.0.0.1:{free_port()}"}],
+                      "secret_file": secret}
+    t = Tandem(pool.binary, world_readable_dir, cfg, "privpeer")
+    pool.items.append(t)
+    t.start()
+    assert_dropped(t.pid, 0)
+    assert get(port, "/peer").status == 200
+    # The peer port accepts (a connection that says nothing is dropped after the handshake timeout).
+    with socket.create_connection(("127.0.0.1", low), timeout=2):
+        pass
+    assert f"listening on port {low}" in t.stderr_text()
+
+
 def _free(port):
     with socket.socket() as s:
         try:
