@@ -108,6 +108,7 @@ struct PeerReplicator::Impl final : TimerHandler {
     int64_t next_dial_ms = 0;
     int64_t backoff_ms = 0;
     int reported = -1;  // last link state told to the observer: -1 never, 0 down, 1 up
+    std::string pending_down;  // held back during the start-up grace
   };
 
   // Adapts epoll events on a descriptor to a member function.
@@ -177,6 +178,7 @@ struct PeerReplicator::Impl final : TimerHandler {
   Timer tick;
   int64_t tick_ms = 50;
   int64_t next_expire_ms = 0;
+  int64_t started_ms = 0;  // loop time at start(), for the start-up grace
   bool drain_more = false;
   std::minstd_rand rng;
   Histogram lag;
@@ -282,6 +284,7 @@ Result<void> PeerReplicator::Impl::start() {
   // The loop is not running yet: registering and dialing from this thread is safe, and the thread
   // start below publishes it all.
   loop.updateTime();
+  started_ms = loop.now();
   next_expire_ms = loop.now() + kExpireEveryMs;
   for (size_t i = 0; i < peers.size(); ++i) {
     if (peers[i].dial) dial(static_cast<int>(i));
@@ -359,6 +362,9 @@ void PeerReplicator::Impl::onTimer(int) {
   for (size_t i = 0; i < peers.size(); ++i) {
     Peer& p = peers[i];
     if (p.dial && !p.up && !p.dialing && now >= p.next_dial_ms) dial(static_cast<int>(i));
+    if (!p.pending_down.empty() && now - started_ms >= opt.startup_grace.count()) {
+      report(static_cast<int>(i), false, p.pending_down + " (since start)");
+    }
   }
   if (now >= next_expire_ms) {
     next_expire_ms = now + kExpireEveryMs;
@@ -442,7 +448,17 @@ void PeerReplicator::Impl::scheduleDial(Peer& p, bool failed) {
 void PeerReplicator::Impl::report(int pi, bool up, const std::string& detail) {
   Peer& p = peers[static_cast<size_t>(pi)];
   if (p.reported == int(up)) return;
+  if (up) {
+    p.pending_down.clear();
+  } else if (p.reported == -1 && loop.now() - started_ms < opt.startup_grace.count()) {
+    // Never reached yet, and still starting: the peer may simply be starting too (onTimer
+    // reports it if the grace runs out first).
+    if (p.pending_down.empty()) log::info("cluster: peer {} not reached yet: {}", p.ep.id, detail);
+    p.pending_down = detail;
+    return;
+  }
   p.reported = int(up);
+  p.pending_down.clear();
   if (up) {
     log::info("cluster: peer {} up: {}", p.ep.id, detail);
   } else {

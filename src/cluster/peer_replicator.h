@@ -54,6 +54,10 @@ struct PeerReplicatorOptions {
   size_t out_high_water = 256 * 1024;  // bytes buffered per link before records queue up
   size_t max_output = 16 << 20;        // a link buffering more than this is closed
   size_t batch = 512;                  // records per RECORDS frame (and ~60 KiB at most)
+  // A peer not reached since start is reported down (to the observer: an alert) only after this
+  // long, so a pair that starts together does not alert each time; a link lost later is
+  // reported at once.
+  std::chrono::milliseconds startup_grace{10'000};
   state::ReplicatorObserver observer;
   // Tests and benchmarks: called on the replicator's thread with the lag (now - written_us, µs)
   // of every incremental record that changed the table.

@@ -455,3 +455,48 @@ TEST(PeerReplicator, StartValidatesOptions) {
 
 }  // namespace
 }  // namespace tandem::cluster
+
+namespace tandem::cluster {
+namespace {
+
+// A peer that was never reached is reported down only when the start-up grace runs out (a pair
+// starting together must not alert); with no grace, at the first failed dial.
+TEST(PeerReplicator, NeverReachedPeerIsReportedAfterTheStartupGrace) {
+  for (auto grace : {0ms, 400ms}) {
+    state::Table table(state::Table::Options{"a"});
+    std::mutex mu;
+    std::vector<std::pair<std::string, int64_t>> downs;  // (detail, ms since start)
+    PeerReplicatorOptions o;
+    o.node_id = "a";
+    o.secret = "0123456789abcdef0123";
+    o.backoff_initial = 20ms;
+    o.backoff_max = 50ms;
+    o.startup_grace = grace;
+    o.peers.push_back({"b", "127.0.0.1", 1});  // port 1: nothing listens, the dial is refused
+    const int64_t t0 = monoUs();
+    o.observer.link = [&](const std::string& peer, bool up, const std::string& detail) {
+      std::lock_guard l(mu);
+      if (peer == "b" && !up) downs.emplace_back(detail, (monoUs() - t0) / 1000);
+    };
+    PeerReplicator rep(table, o);
+    ASSERT_TRUE(rep.start());
+    ASSERT_TRUE(waitFor([&] {
+      std::lock_guard l(mu);
+      return !downs.empty();
+    }, 5s));
+    std::this_thread::sleep_for(200ms);  // more failed dials: still one report
+    rep.stop();
+    std::lock_guard l(mu);
+    ASSERT_EQ(downs.size(), 1u);
+    EXPECT_NE(downs[0].first.find("refused"), std::string::npos) << downs[0].first;
+    if (grace > 0ms) {
+      EXPECT_GE(downs[0].second, grace.count());
+      EXPECT_NE(downs[0].first.find("(since start)"), std::string::npos);
+    } else {
+      EXPECT_LT(downs[0].second, 300);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace tandem::cluster
