@@ -107,7 +107,7 @@ struct PeerReplicator::Impl final : TimerHandler {
     Conn* dialing = nullptr;  // an outbound attempt not yet up
     int64_t next_dial_ms = 0;
     int64_t backoff_ms = 0;
-    int reported = -1;  // last link state told to the observer: -1 never, 0 down, 1 up
+    int reported = -1;         // last link state told to the observer: -1 never, 0 down, 1 up
     std::string pending_down;  // held back during the start-up grace
   };
 

@@ -480,10 +480,12 @@ TEST(PeerReplicator, NeverReachedPeerIsReportedAfterTheStartupGrace) {
     };
     PeerReplicator rep(table, o);
     ASSERT_TRUE(rep.start());
-    ASSERT_TRUE(waitFor([&] {
-      std::lock_guard l(mu);
-      return !downs.empty();
-    }, 5s));
+    ASSERT_TRUE(waitFor(
+        [&] {
+          std::lock_guard l(mu);
+          return !downs.empty();
+        },
+        5s));
     std::this_thread::sleep_for(200ms);  // more failed dials: still one report
     rep.stop();
     std::lock_guard l(mu);
