@@ -139,9 +139,9 @@ Result<void> AdminServer::start() {
           : o.rule == "state_store_unreachable"
               ? "state store Redis unreachable (" + o.detail +
                     "): serving from local state, resync on return"
-          : o.rule == "peer_down" ? "peer " + o.source + " lost (" + o.detail +
-                                        "): its state is kept, resync on return"
-                                  : "config source " + o.source + " unreachable: " + o.detail;
+          : o.rule == "peer_down"
+              ? "peer " + o.source + " lost (" + o.detail + "): its state is kept, resync on return"
+              : "config source " + o.source + " unreachable: " + o.detail;
       auto a = o.ok ? alerts_.clear(o.rule, o.source, unixMs())
                     : alerts_.raise(o.rule, o.source, "warning", what, 0, unixMs());
       if (a) deliver(*a);
@@ -188,8 +188,8 @@ void AdminServer::sourceState(const std::string& source, bool reachable,
 void AdminServer::stateLink(const std::string& peer, bool up, const std::string& detail) {
   {
     std::lock_guard<std::mutex> g(mailbox_mu_);
-    outcomes_.push_back({peer == "redis" ? "state_store_unreachable" : "peer_down", peer, up,
-                         detail});
+    outcomes_.push_back(
+        {peer == "redis" ? "state_store_unreachable" : "peer_down", peer, up, detail});
   }
   loop_.wake();
 }
@@ -461,21 +461,21 @@ HttpResponse AdminServer::handle(const HttpRequest& req) {
       state::ReplicationStatus rs = replicator_->status();
       j["store"] = rs.store;
       for (const state::PeerStatus& p : rs.peers) {
-        j["peers"].push_back({{"id", p.id},
-                              {"address", p.address},
-                              {"state", p.state},
-                              {"since", rfc3339Ms(p.since_unix_ms)},
-                              {"last_heard", p.last_heard_unix_ms
-                                                 ? json(rfc3339Ms(p.last_heard_unix_ms))
-                                                 : json(nullptr)},
-                              {"rtt_ms", p.rtt_us >= 0 ? json(p.rtt_us / 1000.0) : json(nullptr)},
-                              {"records_sent", p.records_sent},
-                              {"records_received", p.records_received},
-                              {"full_syncs", p.full_syncs},
-                              {"queue_overflows", p.queue_overflows},
-                              {"auth_failures", p.auth_failures},
-                              {"connects", p.connects},
-                              {"last_error", p.last_error}});
+        j["peers"].push_back(
+            {{"id", p.id},
+             {"address", p.address},
+             {"state", p.state},
+             {"since", rfc3339Ms(p.since_unix_ms)},
+             {"last_heard",
+              p.last_heard_unix_ms ? json(rfc3339Ms(p.last_heard_unix_ms)) : json(nullptr)},
+             {"rtt_ms", p.rtt_us >= 0 ? json(p.rtt_us / 1000.0) : json(nullptr)},
+             {"records_sent", p.records_sent},
+             {"records_received", p.records_received},
+             {"full_syncs", p.full_syncs},
+             {"queue_overflows", p.queue_overflows},
+             {"auth_failures", p.auth_failures},
+             {"connects", p.connects},
+             {"last_error", p.last_error}});
       }
       j["replication_lag_ms"] = {{"p50", rs.lag.quantileUs(0.5) / 1000.0},
                                  {"p99", rs.lag.quantileUs(0.99) / 1000.0},
@@ -485,12 +485,9 @@ HttpResponse AdminServer::handle(const HttpRequest& req) {
     }
     if (table_) {
       const state::Table::Stats t = table_->stats();
-      j["state"] = {{"entries", t.entries},
-                    {"local_writes", t.local_writes},
-                    {"merged", t.merged},
-                    {"stale", t.stale},
-                    {"overflows", t.dirty_overflows},
-                    {"evictions", t.evictions}};
+      j["state"] = {
+          {"entries", t.entries}, {"local_writes", t.local_writes}, {"merged", t.merged},
+          {"stale", t.stale},     {"overflows", t.dirty_overflows}, {"evictions", t.evictions}};
       // What other instances observe of the servers (a failed check, an ejection), whether or
       // not this node acts on it (cluster.peer_health).
       json seen = json::array();

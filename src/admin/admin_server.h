@@ -30,7 +30,7 @@ class HaNode;
 namespace tandem::state {
 class Table;
 class Replicator;
-}
+}  // namespace tandem::state
 
 namespace tandem::admin {
 

@@ -5,10 +5,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <map>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -16,6 +16,7 @@
 
 #include "admin/admin_server.h"
 #include "app/privileges.h"
+#include "cluster/peer_replicator.h"
 #include "config/config.h"
 #include "config/etcd_election.h"
 #include "config/etcd_source.h"
@@ -23,12 +24,11 @@
 #include "core/log.h"
 #include "ha/ha_node.h"
 #include "ha/listener_probe.h"
-#include "cluster/peer_replicator.h"
+#include "proxy/access_log.h"
+#include "proxy/server.h"
 #include "state/redis_replicator.h"
 #include "state/sticky_cookie.h"
 #include "state/table.h"
-#include "proxy/access_log.h"
-#include "proxy/server.h"
 
 namespace tandem::app {
 namespace {
@@ -79,12 +79,12 @@ class Runner {
   // Shared state: declared before the server (workers use it) and destroyed after it.
   std::unique_ptr<state::Table> table_;
   std::mutex published_mu_;  // written by the health thread, read by the replicator's
-  std::map<std::string, std::string> published_;  // our last observation per server
+  std::map<std::string, std::string> published_;   // our last observation per server
   std::map<std::string, std::string> peer_views_;  // replicator thread: peers' last observations
   static constexpr int64_t kHealthRecordTtlMs = 600'000;
   std::unique_ptr<proxy::Server> server_;
   std::unique_ptr<admin::AdminServer> admin_;
-  std::unique_ptr<ha::ListenerProbe> listener_probe_;  // uses server_: declared (stops) after it
+  std::unique_ptr<ha::ListenerProbe> listener_probe_;    // uses server_: declared (stops) after it
   std::atomic<admin::AdminServer*> admin_ptr_{nullptr};  // for threads started before admin_
   std::unique_ptr<state::Replicator> replicator_;  // uses the table, server and admin: stops first
   std::unique_ptr<config::EtcdSource> source_;
@@ -348,7 +348,8 @@ void Runner::onPeerRecord(const state::Record& r) {
   if (!inserted && seen->second == r.value) return;
   seen->second = r.value;
   if (!(inserted && r.value == "up")) {
-    server_->events().emit({0, 0, "peer_health", backend, server, r.origin + " sees it " + r.value});
+    server_->events().emit(
+        {0, 0, "peer_health", backend, server, r.origin + " sees it " + r.value});
   }
   if (r.value == "up") return;
   auto snap = server_->snapshot();
@@ -373,8 +374,8 @@ void Runner::onPeerRecord(const state::Record& r) {
 
 bool Runner::prepareState() {
   table_ = std::make_unique<state::Table>(state::Table::Options{boot_->node_id});
-  server_->setState(table_.get(), boot_->cluster.secret.empty() ? state::randomSecret()
-                                                                : boot_->cluster.secret);
+  server_->setState(table_.get(),
+                    boot_->cluster.secret.empty() ? state::randomSecret() : boot_->cluster.secret);
   table_->setMergeObserver([this](const state::Record& r) { onPeerRecord(r); });
   state::ReplicatorObserver observer;
   observer.link = [this](const std::string& peer, bool up, const std::string& detail) {

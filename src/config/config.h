@@ -146,9 +146,9 @@ struct Sticky {
 // second and key on average, bursts up to `burst`. Over it: 429 with Retry-After.
 struct RateLimit {
   bool enabled = false;
-  HashKey key;          // source_ip or header:NAME
-  double rate = 0;      // requests per second ("100/s", "6000/m")
-  uint32_t burst = 0;   // 0 = one second's worth of `rate`
+  HashKey key;         // source_ip or header:NAME
+  double rate = 0;     // requests per second ("100/s", "6000/m")
+  uint32_t burst = 0;  // 0 = one second's worth of `rate`
   int line = 0;
 };
 
@@ -264,11 +264,11 @@ struct Cluster {
   Vrrp vrrp;
   Election election;
   // Peer replication of the shared state (issue 6).
-  SocketAddress listen;                 // port 0 = no peer listener
-  std::vector<Peer> peers;              // every node's; the entry of node.id is skipped
-  std::string secret_file;              // resolved against the config file's folder
-  std::string secret;                   // its content (trimmed); signs cookies, authenticates peers
-  bool act_on_peer_health = false;      // peer_health: act | observe
+  SocketAddress listen;             // port 0 = no peer listener
+  std::vector<Peer> peers;          // every node's; the entry of node.id is skipped
+  std::string secret_file;          // resolved against the config file's folder
+  std::string secret;               // its content (trimmed); signs cookies, authenticates peers
+  bool act_on_peer_health = false;  // peer_health: act | observe
   int line = 0;
 };
 

@@ -194,8 +194,8 @@ class Loader {
     int32_t value = 1;
     const auto [ptr, ec] = std::from_chars(text->data(), text->data() + text->size(), value);
     if (ec != std::errc() || ptr != text->data() + text->size() || value > 0 || value < -254) {
-      error(line, "'" + std::string(key) + "' must be a priority change in -254..0, got '" +
-                      *text + "'");
+      error(line,
+            "'" + std::string(key) + "' must be a priority change in -254..0, got '" + *text + "'");
       return;
     }
     out = value;
@@ -242,8 +242,8 @@ class Loader {
   void parseSticky(const YAML::Node& node, int line, Sticky& sticky);
   void parseRateLimit(const YAML::Node& node, int line, RateLimit& limit);
   // Reads a secret (token) file: trailing blanks trimmed, `min`..`max` visible ASCII characters.
-  std::optional<std::string> readSecretFile(const std::string& path, int line,
-                                            std::string_view key, size_t min, size_t max);
+  std::optional<std::string> readSecretFile(const std::string& path, int line, std::string_view key,
+                                            size_t min, size_t max);
   void parseVrrp(const YAML::Node& node, int line, Vrrp& vrrp);
   // {endpoints: [...], key: K[, ttl: D]} of config_source.etcd and cluster.etcd.
   void parseEtcd(const YAML::Node& node, int line, std::string_view where,
@@ -1596,18 +1596,17 @@ void Loader::parsePeers(const YAML::Node& node, int line, Cluster& cluster) {
     const int l = lineOf(item, line);
     if (!expectMap(item, l, "a peer")) continue;
     Peer peer;
-    const KeyLines seen = walkMap(
-        item, l, "peer", {},
-        {
-            {"id",
-             [&](const YAML::Node& v, int vl) {
-               if (auto n = name(v, vl, "id")) peer.id = *n;
-             }},
-            {"address",
-             [&](const YAML::Node& v, int vl) {
-               if (auto a = address(v, vl, "address")) peer.address = *a;
-             }},
-        });
+    const KeyLines seen = walkMap(item, l, "peer", {},
+                                  {
+                                      {"id",
+                                       [&](const YAML::Node& v, int vl) {
+                                         if (auto n = name(v, vl, "id")) peer.id = *n;
+                                       }},
+                                      {"address",
+                                       [&](const YAML::Node& v, int vl) {
+                                         if (auto a = address(v, vl, "address")) peer.address = *a;
+                                       }},
+                                  });
     if (full()) return;
     if (!seen.contains("id") || !seen.contains("address")) {
       error(l, "a peer needs 'id' and 'address'");
@@ -1615,8 +1614,8 @@ void Loader::parsePeers(const YAML::Node& node, int line, Cluster& cluster) {
     }
     if (peer.id.empty() || peer.address.port == 0) continue;  // reported by the field
     if (auto [it, inserted] = ids.emplace(peer.id, l); !inserted) {
-      error(l, "duplicate peer id '" + peer.id + "' (first at line " +
-                   std::to_string(it->second) + ")");
+      error(l, "duplicate peer id '" + peer.id + "' (first at line " + std::to_string(it->second) +
+                   ")");
       continue;
     }
     cluster.peers.push_back(std::move(peer));
@@ -1627,40 +1626,40 @@ void Loader::parseState(const YAML::Node& node, int line, StateStore& state) {
   if (!expectMap(node, line, "state")) return;
   state.line = line;
   bool redis_section = false;
-  const KeyLines seen = walkMap(
-      node, line, "state", {},
-      {
-          {"store",
-           [&](const YAML::Node& v, int l) {
-             auto text = scalar(v, l, "store");
-             if (!text) return;
-             if (*text != "memory" && *text != "redis") {
-               error(l, "'store' must be memory or redis, got '" + *text + "'");
-               return;
-             }
-             state.redis = *text == "redis";
-           }},
-          {"redis",
-           [&](const YAML::Node& v, int l) {
-             if (!expectMap(v, l, "redis")) return;
-             redis_section = true;
-             walkMap(v, l, "state.redis", {},
-                     {{"address",
-                       [&](const YAML::Node& rv, int rl) {
-                         if (auto a = address(rv, rl, "address")) state.redis_address = *a;
-                       }},
-                      {"prefix", [&](const YAML::Node& rv, int rl) {
-                         auto text = scalar(rv, rl, "prefix");
-                         if (!text) return;
-                         if (text->size() > 64 ||
-                             !std::all_of(text->begin(), text->end(), isVisibleAscii)) {
-                           error(rl, "'prefix' must be up to 64 visible ASCII characters");
-                           return;
-                         }
-                         state.redis_prefix = *text;
-                       }}});
-           }},
-      });
+  const KeyLines seen =
+      walkMap(node, line, "state", {},
+              {
+                  {"store",
+                   [&](const YAML::Node& v, int l) {
+                     auto text = scalar(v, l, "store");
+                     if (!text) return;
+                     if (*text != "memory" && *text != "redis") {
+                       error(l, "'store' must be memory or redis, got '" + *text + "'");
+                       return;
+                     }
+                     state.redis = *text == "redis";
+                   }},
+                  {"redis",
+                   [&](const YAML::Node& v, int l) {
+                     if (!expectMap(v, l, "redis")) return;
+                     redis_section = true;
+                     walkMap(v, l, "state.redis", {},
+                             {{"address",
+                               [&](const YAML::Node& rv, int rl) {
+                                 if (auto a = address(rv, rl, "address")) state.redis_address = *a;
+                               }},
+                              {"prefix", [&](const YAML::Node& rv, int rl) {
+                                 auto text = scalar(rv, rl, "prefix");
+                                 if (!text) return;
+                                 if (text->size() > 64 ||
+                                     !std::all_of(text->begin(), text->end(), isVisibleAscii)) {
+                                   error(rl, "'prefix' must be up to 64 visible ASCII characters");
+                                   return;
+                                 }
+                                 state.redis_prefix = *text;
+                               }}});
+                   }},
+              });
   if (redis_section && !state.redis && !full()) {
     error(keyLine(seen, "redis", line), "'redis' is only used with store: redis");
   }
@@ -1669,44 +1668,42 @@ void Loader::parseState(const YAML::Node& node, int line, StateStore& state) {
 void Loader::parseSticky(const YAML::Node& node, int line, Sticky& sticky) {
   if (!expectMap(node, line, "sticky")) return;
   sticky.line = line;
-  const KeyLines seen = walkMap(
-      node, line, "sticky", {},
-      {
-          {"mode",
-           [&](const YAML::Node& v, int l) {
-             auto text = scalar(v, l, "mode");
-             if (!text) return;
-             if (*text == "cookie") {
-               sticky.mode = StickyMode::kCookie;
-             } else if (*text == "table") {
-               sticky.mode = StickyMode::kTable;
-             } else {
-               error(l, "sticky 'mode' must be cookie or table, got '" + *text + "'");
-             }
-           }},
-          {"cookie",
-           [&](const YAML::Node& v, int l) {
-             auto text = scalar(v, l, "cookie");
-             if (!text) return;
-             if (text->empty() || text->size() > 64 ||
-                 !std::all_of(text->begin(), text->end(), isTokenChar)) {
-               error(l, "'cookie' must be a cookie name (a token, up to 64 characters)");
-               return;
-             }
-             sticky.cookie = *text;
-           }},
-          {"key",
-           [&](const YAML::Node& v, int l) {
-             parseHashKey(v, l, sticky.key);
-             if (sticky.key.kind == HashKeyKind::kUri) {
-               error(l, "sticky 'key' must be source_ip, header:NAME or cookie:NAME");
-             }
-           }},
-          {"ttl",
-           [&](const YAML::Node& v, int l) {
-             setDuration(sticky.ttl, v, l, "ttl", Duration{1'000});
-           }},
-      });
+  const KeyLines seen =
+      walkMap(node, line, "sticky", {},
+              {
+                  {"mode",
+                   [&](const YAML::Node& v, int l) {
+                     auto text = scalar(v, l, "mode");
+                     if (!text) return;
+                     if (*text == "cookie") {
+                       sticky.mode = StickyMode::kCookie;
+                     } else if (*text == "table") {
+                       sticky.mode = StickyMode::kTable;
+                     } else {
+                       error(l, "sticky 'mode' must be cookie or table, got '" + *text + "'");
+                     }
+                   }},
+                  {"cookie",
+                   [&](const YAML::Node& v, int l) {
+                     auto text = scalar(v, l, "cookie");
+                     if (!text) return;
+                     if (text->empty() || text->size() > 64 ||
+                         !std::all_of(text->begin(), text->end(), isTokenChar)) {
+                       error(l, "'cookie' must be a cookie name (a token, up to 64 characters)");
+                       return;
+                     }
+                     sticky.cookie = *text;
+                   }},
+                  {"key",
+                   [&](const YAML::Node& v, int l) {
+                     parseHashKey(v, l, sticky.key);
+                     if (sticky.key.kind == HashKeyKind::kUri) {
+                       error(l, "sticky 'key' must be source_ip, header:NAME or cookie:NAME");
+                     }
+                   }},
+                  {"ttl", [&](const YAML::Node& v,
+                              int l) { setDuration(sticky.ttl, v, l, "ttl", Duration{1'000}); }},
+              });
   if (full()) return;
   if (!seen.contains("mode")) {
     error(line, "'sticky' needs 'mode' (cookie or table)");
@@ -1741,22 +1738,18 @@ void Loader::parseRateLimit(const YAML::Node& node, int line, RateLimit& limit) 
              const size_t slash = text->find('/');
              double count = 0;
              const char* b = text->data();
-             auto [ptr, ec] = std::from_chars(b, b + (slash == std::string::npos ? text->size()
-                                                                                  : slash),
-                                              count);
+             auto [ptr, ec] =
+                 std::from_chars(b, b + (slash == std::string::npos ? text->size() : slash), count);
              const std::string unit = slash == std::string::npos ? "" : text->substr(slash + 1);
              const double per = unit == "s" ? 1 : unit == "m" ? 60 : unit == "h" ? 3600 : 0;
-             if (ec != std::errc() || ptr != b + slash || per == 0 || !(count > 0) ||
-                 count > 1e9) {
+             if (ec != std::errc() || ptr != b + slash || per == 0 || !(count > 0) || count > 1e9) {
                error(l, "'rate' must be a count per s, m or h such as 100/s, got '" + *text + "'");
                return;
              }
              limit.rate = count / per;
            }},
-          {"burst",
-           [&](const YAML::Node& v, int l) {
-             setInteger(limit.burst, v, l, "burst", 1, 1'000'000'000);
-           }},
+          {"burst", [&](const YAML::Node& v,
+                        int l) { setInteger(limit.burst, v, l, "burst", 1, 1'000'000'000); }},
       });
   if (!seen.contains("rate") && !full()) error(line, "'rate_limit' needs 'rate' (e.g. 100/s)");
 }
@@ -1777,8 +1770,8 @@ void Loader::parseCluster(const YAML::Node& node, int line, Config& config) {
              auto text = scalar(v, l, "secret_file");
              if (!text) return;
              config.cluster.secret_file = resolvePath(*text);
-             if (auto secret = readSecretFile(config.cluster.secret_file, l, "secret_file", 16,
-                                              4096)) {
+             if (auto secret =
+                     readSecretFile(config.cluster.secret_file, l, "secret_file", 16, 4096)) {
                config.cluster.secret = std::move(*secret);
              }
            }},

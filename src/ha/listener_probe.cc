@@ -24,7 +24,9 @@ ListenerProbe::ListenerProbe(Targets targets, std::chrono::milliseconds interval
 
 ListenerProbe::~ListenerProbe() { stop(); }
 
-void ListenerProbe::start() { thread_ = std::thread([this] { loop(); }); }
+void ListenerProbe::start() {
+  thread_ = std::thread([this] { loop(); });
+}
 
 void ListenerProbe::stop() {
   {

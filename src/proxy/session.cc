@@ -618,7 +618,7 @@ void Session::noteSticky(int server) {
   if (st.mode == config::StickyMode::kCookie) {
     // A new client, or its server went away: the cookie moves with it.
     set_cookie_ = sticky_cookie_ok_ && server == sticky_server_ ? std::string_view{}
-                                                                 : std::string_view(s.set_cookie);
+                                                                : std::string_view(s.set_cookie);
     return;
   }
   if (sticky_key_.empty()) return;

@@ -71,7 +71,7 @@ class Session final : public IoHandler, public TimerHandler, public UpstreamOwne
   void noteSticky(int server);  // the request goes to `server`: the entry/cookie follows it
   // rate_limit: counts the request; false (and a 429 sent) if over the limit.
   bool admitRate(const http::RequestHead& req);
-  bool checkConnected();   // true if progress; handles connect failure
+  bool checkConnected();  // true if progress; handles connect failure
   void onConnectFailed();
   void onUpstreamBroken();  // reset/EOF/EPIPE before the response completed
   bool pumpRequest();

@@ -44,10 +44,10 @@ struct ServerStats : TrafficStats {
 struct BackendStats : TrafficStats {
   Counter connect_failures;
   Counter retries;
-  Counter no_server;   // requests answered 503 because no server could take them
+  Counter no_server;     // requests answered 503 because no server could take them
   Counter rate_limited;  // requests answered 429 (rate_limit)
-  Histogram duration;  // request: head received -> last response byte sent
-  Histogram connect;   // new upstream connection: connect() -> writable
+  Histogram duration;    // request: head received -> last response byte sent
+  Histogram connect;     // new upstream connection: connect() -> writable
 };
 
 // One worker's counters by name, kept across config reloads: a listener, backend or server that

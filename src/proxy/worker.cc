@@ -164,7 +164,8 @@ std::unique_ptr<Generation> Worker::build(std::shared_ptr<const Snapshot> snap) 
     b.retry_budget = std::make_unique<health::RetryBudget>(bc.retries.budget_percent,
                                                            bc.retries.min_retry_concurrency);
     if (bc.rate_limit.enabled && state_) {
-      b.rate_limiter = std::make_unique<state::RateLimiter>(bc.rate_limit.rate, bc.rate_limit.burst);
+      b.rate_limiter =
+          std::make_unique<state::RateLimiter>(bc.rate_limit.rate, bc.rate_limit.burst);
     }
     for (size_t si = 0; si < bc.servers.size(); ++si) {
       const config::Server& sc = bc.servers[si];

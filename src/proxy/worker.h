@@ -93,8 +93,8 @@ struct BackendRt {
   uint32_t max_pending = 0;               // this worker's share of max_pending
   std::unique_ptr<health::RetryBudget> retry_budget;
   std::unique_ptr<state::RateLimiter> rate_limiter;  // rate_limit configured (and a table)
-  BackendStats* stats = nullptr;  // this worker's counters for the backend
-  int index = 0;                  // in Config::backends
+  BackendStats* stats = nullptr;                     // this worker's counters for the backend
+  int index = 0;                                     // in Config::backends
   struct Generation* gen = nullptr;
 };
 

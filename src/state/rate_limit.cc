@@ -26,7 +26,8 @@ RateVerdict RateLimiter::check(Table& table, std::string_view key, int64_t now_u
   k.resize(base);
   k.append(std::to_string(w));
   const double curr = static_cast<double>(table.total(Kind::kRate, k, now_ms));
-  const double into = static_cast<double>(now_ms - w * window_ms_) / static_cast<double>(window_ms_);
+  const double into =
+      static_cast<double>(now_ms - w * window_ms_) / static_cast<double>(window_ms_);
   const double estimate = prev * (1 - into) + curr;
   if (estimate + 1 > limit_ + 1e-9) {
     // Room comes back as the previous window slides out (or, if the current one alone is full,

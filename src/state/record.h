@@ -14,9 +14,9 @@
 namespace tandem::state {
 
 enum class Kind : uint8_t {
-  kSticky = 1,   // key "backend\x1f" + sticky key          -> value: server name
-  kRate = 2,     // key "backend\x1f" + limit key "\x1f" + window index -> counts per node
-  kHealth = 3,   // key "backend\x1fserver\x1f" + origin node -> value: observation (health.h)
+  kSticky = 1,  // key "backend\x1f" + sticky key          -> value: server name
+  kRate = 2,    // key "backend\x1f" + limit key "\x1f" + window index -> counts per node
+  kHealth = 3,  // key "backend\x1fserver\x1f" + origin node -> value: observation (health.h)
 };
 inline constexpr uint8_t kMaxKind = 3;
 inline bool isCounter(Kind k) { return k == Kind::kRate; }

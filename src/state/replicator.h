@@ -14,9 +14,9 @@
 namespace tandem::state {
 
 struct PeerStatus {
-  std::string id;       // peer node id (Redis: "redis")
-  std::string address;  // host:port
-  std::string state;    // "connected" | "connecting" | "down"
+  std::string id;                  // peer node id (Redis: "redis")
+  std::string address;             // host:port
+  std::string state;               // "connected" | "connecting" | "down"
   int64_t since_unix_ms = 0;       // when it entered that state
   int64_t last_heard_unix_ms = 0;  // last frame received (0 = never)
   int64_t rtt_us = -1;             // last heartbeat round trip; -1 = unknown

@@ -3,7 +3,6 @@
 // errors by line and reason.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-
 #include <stdlib.h>
 
 #include <filesystem>

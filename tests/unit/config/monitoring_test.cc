@@ -22,7 +22,9 @@ listeners: [{name: web, listen: 127.0.0.1:8080, backend: app}]
 backends: [{name: app, servers: [{address: 127.0.0.1:9001}]}]
 )";
 
-std::string with(std::string_view extra) { return std::string(kBase.substr(1)) + std::string(extra); }
+std::string with(std::string_view extra) {
+  return std::string(kBase.substr(1)) + std::string(extra);
+}
 
 TEST(Admin, DefaultsToLoopback9900WithoutToken) {
   const Config c = mustLoad(kBase);
@@ -45,8 +47,7 @@ TEST(Admin, ReadsTheTokenFileRelativeToTheConfig) {
 TEST(Admin, NonLoopbackWithoutTokenIsRefused) {
   EXPECT_THAT(errorsOf(with("admin: {listen: 0.0.0.0:9900}\n")),
               ElementsAre(Err(3, "not a loopback address: set 'token_file'")));
-  EXPECT_THAT(errorsOf(with("admin:\n  enabled: false\n  listen: 0.0.0.0:9900\n")),
-              ElementsAre());
+  EXPECT_THAT(errorsOf(with("admin:\n  enabled: false\n  listen: 0.0.0.0:9900\n")), ElementsAre());
 }
 
 TEST(Admin, BadTokenFiles) {

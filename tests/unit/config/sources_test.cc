@@ -136,9 +136,10 @@ TEST(Vrrp, Errors) {
   EXPECT_THAT(errorsOf(ap("{interface: e0, vrid: 1, virtual_ips: [198.18.0.100], "
                           "track: {listener_down: -300}}")),
               ElementsAre(Err(5, "'listener_down' must be a priority change in -254..0")));
-  EXPECT_THAT(errorsOf(ap("{interface: e0, vrid: 1, virtual_ips: [198.18.0.100], "
-                          "track: {listeners: [wen]}}")),
-              ElementsAre(Err(5, "vrrp.track: listener 'wen' is not defined; did you mean 'web'?")));
+  EXPECT_THAT(
+      errorsOf(ap("{interface: e0, vrid: 1, virtual_ips: [198.18.0.100], "
+                  "track: {listeners: [wen]}}")),
+      ElementsAre(Err(5, "vrrp.track: listener 'wen' is not defined; did you mean 'web'?")));
   EXPECT_THAT(errorsOf(ap("{interface: e0, vrid: 1, virtual_ips: [127.0.0.1], "
                           "track: {listeners: [web]}}")),
               ElementsAre(Err(5, "'web' is bound to a virtual IP and cannot be probed")));

@@ -142,8 +142,7 @@ TEST(StateStore, MemoryByDefaultOrRedis) {
   EXPECT_TRUE(c.state.redis);
   EXPECT_EQ(c.state.redis_address.text(), "127.0.0.1:6380");
   EXPECT_EQ(c.state.redis_prefix, "lb:");
-  EXPECT_EQ(mustLoad(with("state: {store: redis}\n")).state.redis_address.text(),
-            "127.0.0.1:6379");
+  EXPECT_EQ(mustLoad(with("state: {store: redis}\n")).state.redis_address.text(), "127.0.0.1:6379");
   EXPECT_THAT(errorsOf(with("state: {store: memory, redis: {address: 127.0.0.1:1}}\n")),
               ElementsAre(Err(3, "'redis' is only used with store: redis")));
   EXPECT_THAT(errorsOf(with("state: {store: redis, redis: {prefix: \"a b\"}}\n")),

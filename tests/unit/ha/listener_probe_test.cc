@@ -52,11 +52,15 @@ TEST(ListenerProbe, ReportsDownAfterFallFailuresAndUpAfterOneSuccess) {
   std::mutex mu;
   std::vector<std::pair<bool, std::string>> changes;
   const uint16_t port = l.port;
-  ListenerProbe probe([&] { return std::vector<ProbeTarget>{{"web", "127.0.0.1", port}}; }, 10ms,
-                      200ms, 2, [&](bool down, const std::string& detail) {
-                        std::lock_guard lock(mu);
-                        changes.emplace_back(down, detail);
-                      });
+  ListenerProbe probe(
+      [&] {
+        return std::vector<ProbeTarget>{{"web", "127.0.0.1", port}};
+      },
+      10ms, 200ms, 2,
+      [&](bool down, const std::string& detail) {
+        std::lock_guard lock(mu);
+        changes.emplace_back(down, detail);
+      });
   auto count = [&] {
     std::lock_guard lock(mu);
     return changes.size();
