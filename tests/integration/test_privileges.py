@@ -46,6 +46,10 @@ def threads(pid):
 
 def assert_dropped(pid, caps):
     uid, gid = nobody()
+    # The listeners accept (the harness's readiness) as soon as they are bound, before the drop
+    # and before any thread starts: wait for the threads, which only start after the drop.
+    wait_until(lambda: len(threads(pid)) >= 4, timeout=10,
+               what="the worker, health and admin threads")
     ts = threads(pid)
     assert len(ts) >= 4, f"expected the worker, health, admin threads too: {len(ts)}"
     for tid, f in ts.items():
@@ -150,7 +154,8 @@ def test_peer_listener_below_1024_is_bound_before_the_drop(pool, world_readable_
     # The peer port accepts (a connection that says nothing is dropped after the handshake timeout).
     with socket.create_connection(("127.0.0.1", low), timeout=2):
         pass
-    assert f"listening on port {low}" in t.stderr_text()
+    wait_until(lambda: f"listening on port {low}" in t.stderr_text(), timeout=5,
+               what="the replicator's start")
 
 
 def _free(port):
