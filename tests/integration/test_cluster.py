@@ -14,7 +14,6 @@ import hmac
 import json
 import math
 import os
-import select
 import signal
 import socket
 import subprocess
@@ -23,7 +22,7 @@ import time
 
 import pytest
 
-from harness import (LOCAL, Client, HttpBackend, ProtocolError, Stoppable, backend_cfg,
+from harness import (LOCAL, Client, HttpBackend, ProtocolError, Stoppable, _peer_closed, backend_cfg,
                      build_request, free_port, http_listener, make_config, read_final_response,
                      server, wait_until)
 
@@ -41,16 +40,6 @@ NODES = ("lb1", "lb2")
 
 # ------------------------------------------------------------------------------------------------
 # Clients and admin helpers
-
-def _peer_closed(sock):
-    r, _, _ = select.select([sock], [], [], 0)
-    if not r:
-        return False
-    try:
-        return sock.recv(1, socket.MSG_PEEK) == b""
-    except OSError:
-        return True
-
 
 class Http:
     """A keep-alive HTTP client to one port that opens a new connection when the last one was

@@ -25,7 +25,7 @@ state::Record sticky(std::string key, std::string value) {
 state::Record counter() {
   state::Record r;
   r.kind = state::Kind::kRate;
-  r.key = std::string("app") + state::kSep + "10.0.0.1" + state::kSep + "42";
+  r.key = std::string("app") + state::kSep + "198.18.0.1" + state::kSep + "42";
   r.expires_ms = 1'700'000'001'000;
   r.written_us = 77;
   r.counts = {{"lb1", 3}, {"lb2", 1ull << 40}};

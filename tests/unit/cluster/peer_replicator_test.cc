@@ -414,7 +414,7 @@ TEST(PeerReplicator, CountersFromThreeNodesSumEverywhere) {
   ASSERT_TRUE(waitFor([&] { return c.allConnected(); }));
   const std::string key =
       "api\x1f"
-      "10.1.1.1\x1f"
+      "198.18.1.1\x1f"
       "77";
   uint64_t expected = 0;
   for (int round = 0; round < 5; ++round) {

@@ -38,6 +38,14 @@ inline Config mustLoad(std::string_view text) {
   return *result;
 }
 
+// The smallest valid config (listener web -> backend app), lines 1-2; `with` appends `extra` as
+// line 3 on.
+inline std::string with(std::string_view extra) {
+  return "listeners: [{name: web, listen: 127.0.0.1:8080, backend: app}]\n"
+         "backends: [{name: app, servers: [{address: 127.0.0.1:9001}]}]\n" +
+         std::string(extra);
+}
+
 // A temporary folder for files a config refers to (tokens, secrets), removed at the end.
 class TempDir {
  public:

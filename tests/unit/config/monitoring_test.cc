@@ -22,10 +22,6 @@ listeners: [{name: web, listen: 127.0.0.1:8080, backend: app}]
 backends: [{name: app, servers: [{address: 127.0.0.1:9001}]}]
 )";
 
-std::string with(std::string_view extra) {
-  return std::string(kBase.substr(1)) + std::string(extra);
-}
-
 TEST(Admin, DefaultsToLoopback9900WithoutToken) {
   const Config c = mustLoad(kBase);
   EXPECT_TRUE(c.admin.enabled);

@@ -12,12 +12,6 @@ using ::testing::ElementsAre;
 using namespace ::tandem::config::test_util;
 using namespace std::chrono_literals;
 
-std::string with(std::string_view extra) {
-  return "listeners: [{name: web, listen: 127.0.0.1:8080, backend: app}]\n"
-         "backends: [{name: app, servers: [{address: 127.0.0.1:9001}]}]\n" +
-         std::string(extra);
-}
-
 TEST(ConfigSource, FileByDefault) {
   const Config c = mustLoad(with(""));
   EXPECT_FALSE(c.config_source.etcd);

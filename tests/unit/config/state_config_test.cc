@@ -12,13 +12,6 @@ using ::testing::ElementsAre;
 using namespace ::tandem::config::test_util;
 using namespace std::chrono_literals;
 
-// The minimal config plus top-level `extra` starting on line 3.
-std::string with(std::string_view extra) {
-  return "listeners: [{name: web, listen: 127.0.0.1:8080, backend: app}]\n"
-         "backends: [{name: app, servers: [{address: 127.0.0.1:9001}]}]\n" +
-         std::string(extra);
-}
-
 // A backend `app` whose extra keys start on line 3.
 std::string backend(std::string_view keys) {
   return "listeners: [{name: web, listen: 127.0.0.1:8080, backend: app}]\n"

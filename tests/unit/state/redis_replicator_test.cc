@@ -124,8 +124,8 @@ long long integer(RedisServer& redis, const std::vector<std::string>& args) {
 
 const std::string kUser1 = std::string("app") + kSep + "user1";
 const std::string kUser1Redis = "tandem:sticky:app%1Fuser1";
-const std::string kWindow = std::string("app") + kSep + "10.0.0.1" + kSep + "7";
-const std::string kWindowRedis = "tandem:rate:app%1F10.0.0.1%1F7";
+const std::string kWindow = std::string("app") + kSep + "198.18.0.1" + kSep + "7";
+const std::string kWindowRedis = "tandem:rate:app%1F198.18.0.1%1F7";
 
 class RedisReplicatorTest : public ::testing::Test {
  protected:
