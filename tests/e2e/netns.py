@@ -4,6 +4,7 @@ A Topology makes a "switch" namespace holding a Linux bridge, and one namespace 
 to it by a veth pair; hosts get 198.18.0.x/24 addresses. Nothing is added to the root namespace
 (no address, no route): every packet to 198.18.0.0/15 starts inside a namespace made here.
 Names carry a random tag; destroy() removes everything, and processes are stopped by PID."""
+import json
 import os
 import secrets
 import signal
@@ -98,6 +99,24 @@ class Topology:
                              stdin=subprocess.DEVNULL, stdout=f, stderr=f)
         self.procs.append(p)
         return p
+
+    def http_status(self, name, url):
+        """The HTTP status of a GET from inside host `name` (0: no answer within 1 s)."""
+        code = ("import urllib.request\n"
+                "try:\n"
+                f"  print(urllib.request.urlopen({url!r}, timeout=1).status)\n"
+                "except Exception as e:\n"
+                "  print(getattr(e, 'code', 0))\n")
+        r = self.exec(name, "/usr/bin/python3", "-c", code, check=False)
+        return int(r.stdout.strip() or 0)
+
+    def admin_json(self, name, path, port=9900):
+        """GET a Tandem admin API path inside host `name`; None if it does not answer."""
+        code = ("import urllib.request\n"
+                f"print(urllib.request.urlopen('http://127.0.0.1:{port}{path}', timeout=1).read()"
+                ".decode())")
+        r = self.exec(name, "/usr/bin/python3", "-c", code, check=False)
+        return json.loads(r.stdout) if r.returncode == 0 else None
 
     def spawn_piped(self, name, *cmd):
         """Like spawn, with a pipe on stdin (the process runs until the test closes it)."""

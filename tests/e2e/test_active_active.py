@@ -171,20 +171,10 @@ class ActiveActiveLab:
         self.topo.ns("router", "route", "replace", f"{VIP}/32", *hops)
 
     def get(self, host, url):
-        code = ("import urllib.request\n"
-                "try:\n"
-                f"  print(urllib.request.urlopen({url!r}, timeout=1).status)\n"
-                "except Exception as e:\n"
-                "  print(getattr(e, 'code', 0))\n")
-        r = self.topo.exec(host, "/usr/bin/python3", "-c", code, check=False)
-        return int(r.stdout.strip() or 0)
+        return self.topo.http_status(host, url)
 
     def admin(self, name, path):
-        code = ("import urllib.request\n"
-                f"print(urllib.request.urlopen('http://127.0.0.1:9900{path}', timeout=1).read()"
-                ".decode())")
-        r = self.topo.exec(name, "/usr/bin/python3", "-c", code, check=False)
-        return json.loads(r.stdout) if r.returncode == 0 else None
+        return self.topo.admin_json(name, path)
 
     def log(self, name):
         return open(self.logs[name]).read()[-3000:]

@@ -71,20 +71,10 @@ class Lab:
         self.lbs = {}
 
     def http(self, host, url):
-        code = ("import sys, urllib.request\n"
-                "try:\n"
-                f"  print(urllib.request.urlopen({url!r}, timeout=1).status)\n"
-                "except Exception as e:\n"
-                "  print(getattr(e, 'code', 0))\n")
-        r = self.topo.exec(host, "/usr/bin/python3", "-c", code, check=False)
-        return int(r.stdout.strip() or 0)
+        return self.topo.http_status(host, url)
 
     def admin(self, host, path):
-        code = ("import urllib.request\n"
-                f"print(urllib.request.urlopen('http://127.0.0.1:9900{path}', timeout=1).read()"
-                ".decode())")
-        r = self.topo.exec(host, "/usr/bin/python3", "-c", code, check=False)
-        return json.loads(r.stdout) if r.returncode == 0 else None
+        return self.topo.admin_json(host, path)
 
     def start(self, name, priority, nofile=None, **kw):
         conf = self.tmp / f"{name}.yaml"

@@ -38,6 +38,18 @@ inline Config mustLoad(std::string_view text) {
   return *result;
 }
 
+// A valid config tests vary one line at a time.
+constexpr std::string_view kMinimal = R"(
+listeners:
+  - name: web
+    listen: 127.0.0.1:8080
+    backend: app
+backends:
+  - name: app
+    servers:
+      - address: 127.0.0.1:9001
+)";
+
 // The smallest valid config (listener web -> backend app), lines 1-2; `with` appends `extra` as
 // line 3 on.
 inline std::string with(std::string_view extra) {

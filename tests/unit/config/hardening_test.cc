@@ -13,19 +13,8 @@ using ::testing::UnorderedElementsAre;
 using namespace std::chrono_literals;
 using namespace ::tandem::config::test_util;
 
-constexpr std::string_view kBody = R"(
-listeners:
-  - name: web
-    listen: 127.0.0.1:8080
-    backend: app
-backends:
-  - name: app
-    servers:
-      - address: 127.0.0.1:9001
-)";
-
 TEST(MinRate, DefaultsNeverHurtANormalClient) {
-  Config c = mustLoad(kBody);
+  Config c = mustLoad(kMinimal);
   ASSERT_EQ(c.listeners.size(), 1u);
   // 1 KiB per 20 s: about 51 bytes/s, and only while the client is the one holding things up.
   EXPECT_EQ(c.listeners[0].limits.min_rate_bytes, 1024u);
@@ -114,24 +103,24 @@ backends:
 }
 
 TEST(User, ParsedWhenTheAccountExists) {
-  Config c = mustLoad(std::string("user: nobody\ngroup: nogroup\n") + doc(kBody));
+  Config c = mustLoad(std::string("user: nobody\ngroup: nogroup\n") + doc(kMinimal));
   EXPECT_EQ(c.user, "nobody");
   EXPECT_EQ(c.group, "nogroup");
-  Config none = mustLoad(kBody);
+  Config none = mustLoad(kMinimal);
   EXPECT_EQ(none.user, "");
   EXPECT_EQ(none.group, "");
 }
 
 TEST(User, UnknownAccountsAreErrorsAtTheirLine) {
-  EXPECT_THAT(errorsOf(std::string("node: {id: a}\nuser: no-such-user-xyz\n") + doc(kBody)),
+  EXPECT_THAT(errorsOf(std::string("node: {id: a}\nuser: no-such-user-xyz\n") + doc(kMinimal)),
               ElementsAre(Err(2, "unknown user 'no-such-user-xyz'")));
-  EXPECT_THAT(errorsOf(std::string("user: nobody\ngroup: no-such-group-xyz\n") + doc(kBody)),
+  EXPECT_THAT(errorsOf(std::string("user: nobody\ngroup: no-such-group-xyz\n") + doc(kMinimal)),
               ElementsAre(Err(2, "unknown group 'no-such-group-xyz'")));
-  EXPECT_THAT(errorsOf(std::string("user: [a, b]\n") + doc(kBody)), ElementsAre(Err(1, "user")));
+  EXPECT_THAT(errorsOf(std::string("user: [a, b]\n") + doc(kMinimal)), ElementsAre(Err(1, "user")));
 }
 
 TEST(User, GroupNeedsUser) {
-  EXPECT_THAT(errorsOf(std::string("node: {id: a}\ngroup: nogroup\n") + doc(kBody)),
+  EXPECT_THAT(errorsOf(std::string("node: {id: a}\ngroup: nogroup\n") + doc(kMinimal)),
               ElementsAre(Err(2, "'group' is only used with 'user'")));
 }
 

@@ -31,18 +31,6 @@ using namespace std::chrono_literals;
 
 using namespace ::tandem::config::test_util;
 
-// A valid config the error tests below vary one line at a time.
-constexpr std::string_view kMinimal = R"(
-listeners:
-  - name: web
-    listen: 127.0.0.1:8080
-    backend: app
-backends:
-  - name: app
-    servers:
-      - address: 127.0.0.1:9001
-)";
-
 TEST(Load, FullConfigRoundTrip) {
   const Config config = mustLoad(R"(
 node: {id: lb-7}
