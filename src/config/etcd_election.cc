@@ -259,6 +259,10 @@ void EtcdElection::lead(int64_t revision) {
       log::warn("etcd election: {} steps down: {}", options_.node_id, lost);
       setRole(false, "");
       revokeLease();
+      // Whoever deleted or revoked our key wants a hand-over, and the followers watching it
+      // campaign at once: give them a head start instead of racing them to win straight back.
+      sleepUntil(Clock::now() + std::clamp<milliseconds>(lease_ttl_ / 4, milliseconds{50},
+                                                         milliseconds{500}));
       return;
     }
     auto now = Clock::now();
