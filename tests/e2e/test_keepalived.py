@@ -149,9 +149,8 @@ def test_keepalived_master_tandem_backup(kadlab):
     assert "backup -> master (master_stopped)" in open(lab.tmp / "lb1.log").read()
     # The log's reason (master_stopped, above) proves the skew path. The gap bound only catches a
     # gross regression: Skew_Time plus keepalived's 1-4 ms plus the client's resolution (a failed
-    # attempt can take its 50 ms connect or 300 ms read timeout). 0.3 s failed once at 302 ms in
-    # a clean-clone CI run, so 0.35 s.
-    assert gap < 0.35, gap
+    # attempt can take its 50 ms connect or 300 ms read timeout, so 61 + 300 ms is possible).
+    assert gap < 0.6, gap
     assert lab.holders() == ["lb1"]
     lab.check_interop()
     # keepalived comes back with the higher priority: it preempts Tandem (and Tandem yields).
