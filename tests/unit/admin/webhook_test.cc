@@ -16,6 +16,8 @@
 #include <thread>
 #include <vector>
 
+#include "../support/listening_socket.h"
+
 namespace tandem::admin {
 namespace {
 
@@ -36,25 +38,15 @@ class Receiver {
   enum Reply { kOk, kServerError, kFound, kClose, kSilent };
 
   explicit Receiver(std::vector<Reply> script = {}) : script_(std::move(script)) {
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    EXPECT_EQ(::listen(listen_fd_, 64), 0);
-    socklen_t len = sizeof a;
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
     thread_ = std::thread([this] { serve(); });
   }
   ~Receiver() {
     stop_ = true;
     thread_.join();
-    ::close(listen_fd_);
     for (int fd : held_) ::close(fd);
   }
 
-  uint16_t port() const { return port_; }
+  uint16_t port() const { return listen_.port; }
   std::vector<Received> received() const {
     std::lock_guard<std::mutex> g(mu_);
     return got_;
@@ -67,9 +59,9 @@ class Receiver {
  private:
   void serve() {
     while (!stop_) {
-      pollfd p{listen_fd_, POLLIN, 0};
+      pollfd p{listen_.fd, POLLIN, 0};
       if (::poll(&p, 1, 10) <= 0) continue;
-      const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      const int fd = ::accept4(listen_.fd, nullptr, nullptr, SOCK_CLOEXEC);
       if (fd < 0) continue;
       Received r;
       if (!readRequest(fd, r)) {
@@ -139,8 +131,7 @@ class Receiver {
 
   std::vector<Reply> script_;
   size_t next_ = 0;
-  int listen_fd_ = -1;
-  uint16_t port_ = 0;
+  tandem::testing::ListeningSocket listen_;  // closed after the thread is joined
   std::atomic<bool> stop_{false};
   std::vector<int> held_;
   mutable std::mutex mu_;

@@ -3,10 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <string>
 
+#include "../support/corpus.h"
 #include "peer_invariants.h"
 
 namespace tandem::cluster {
@@ -17,11 +15,9 @@ namespace fs = std::filesystem;
 TEST(PeerCorpusReplay, FuzzPeer) {
   size_t files = 0;
   size_t opened = 0;
-  for (const auto& entry : fs::directory_iterator(fs::path(TANDEM_FUZZ_CORPUS) / "fuzz_peer")) {
-    if (!entry.is_regular_file()) continue;
-    std::ifstream in(entry.path(), std::ios::binary);
-    const std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    EXPECT_EQ(fuzz::checkPeer(data), "") << entry.path();
+  for (const auto& [path, data] :
+       tandem::testing::readCorpus(fs::path(TANDEM_FUZZ_CORPUS) / "fuzz_peer")) {
+    EXPECT_EQ(fuzz::checkPeer(data), "") << path;
     FrameCodec rx(fuzz::kSecret);
     RawFrame f;
     opened += rx.open(data, f) == FrameStatus::kOk;

@@ -1,15 +1,9 @@
 // etcd client, config source, leader election and `config push`, against a real etcd started per
 // test suite on free 127.0.0.1 ports (Debian etcd-server). A missing etcd binary fails the tests
 // (CI installs it) unless TANDEM_SKIP_ETCD=1.
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,11 +15,11 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "../support/child_process.h"
 #include "config/config_push.h"
 #include "config/etcd_client.h"
 #include "config/etcd_election.h"
@@ -36,6 +30,9 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using tandem::testing::ChildProcess;
+using tandem::testing::freeTcpPort;
+using tandem::testing::ScratchDir;
 using ::testing::HasSubstr;
 
 // TANDEM_ETCD_BIN overrides the Debian path (another build of etcd, or a check of the failure).
@@ -47,21 +44,6 @@ std::string etcdBin() {
 bool skipEtcd() {
   const char* v = std::getenv("TANDEM_SKIP_ETCD");
   return v != nullptr && std::string(v) == "1";
-}
-
-uint16_t freePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  uint16_t port = 0;
-  if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
-  }
-  if (fd >= 0) ::close(fd);
-  return port;
 }
 
 template <typename Pred>
@@ -79,13 +61,7 @@ double ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(
 // One etcd process: fresh ports and data dir on the first start, the same ones on restarts.
 class EtcdServer {
  public:
-  ~EtcdServer() {
-    stop();
-    if (!dir_.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(dir_, ec);
-    }
-  }
+  ~EtcdServer() { stop(); }
 
   // Starts etcd and waits until GET /health says true. Returns "" or why it failed.
   std::string start() {
@@ -95,114 +71,54 @@ class EtcdServer {
              " not found: install Debian etcd-server (scripts/install-deps.sh), or set "
              "TANDEM_SKIP_ETCD=1 to skip the etcd tests";
     }
-    if (pid_ > 0) return "";
-    if (dir_.empty()) {
-      char tmpl[] = "/tmp/tandem-etcd-XXXXXX";
-      if (::mkdtemp(tmpl) == nullptr) return "mkdtemp failed";
-      dir_ = tmpl;
-      client_port_ = freePort();
-      peer_port_ = freePort();
+    if (proc_.running()) return "";
+    if (!dir_.made()) {
+      if (!dir_.make()) return "mkdtemp failed";
+      client_port_ = freeTcpPort();
+      peer_port_ = freeTcpPort();
       if (client_port_ == 0 || peer_port_ == 0 || client_port_ == peer_port_) return "no free port";
     }
     const std::string client = "http://127.0.0.1:" + std::to_string(client_port_);
     const std::string peer = "http://127.0.0.1:" + std::to_string(peer_port_);
-    std::vector<std::string> args = {bin,
-                                     "--name=default",
-                                     "--data-dir=" + dir_ + "/data",
-                                     "--listen-client-urls=" + client,
-                                     "--advertise-client-urls=" + client,
-                                     "--listen-peer-urls=" + peer,
-                                     "--initial-advertise-peer-urls=" + peer,
-                                     "--initial-cluster=default=" + peer,
-                                     "--heartbeat-interval=10",
-                                     "--election-timeout=100",
-                                     "--logger=zap",
-                                     "--log-outputs=stderr"};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const std::string log = logPath();
-    const pid_t parent = ::getpid();
-    pid_ = ::fork();
-    if (pid_ < 0) return "fork failed";
-    if (pid_ == 0) {
-      // Only async-signal-safe calls between fork and exec. etcd dies with the test binary.
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(126);
-      int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-      int in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-      if (out >= 0) {
-        ::dup2(out, 1);
-        ::dup2(out, 2);
-      }
-      if (in >= 0) ::dup2(in, 0);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
+    std::string why =
+        proc_.spawn({bin, "--name=default", "--data-dir=" + dir_.path() + "/data",
+                     "--listen-client-urls=" + client, "--advertise-client-urls=" + client,
+                     "--listen-peer-urls=" + peer, "--initial-advertise-peer-urls=" + peer,
+                     "--initial-cluster=default=" + peer, "--heartbeat-interval=10",
+                     "--election-timeout=100", "--logger=zap", "--log-outputs=stderr"},
+                    logPath());
+    if (!why.empty()) return why;
     EtcdClientOptions o;
     o.endpoints = {url()};
     o.timeout = 200ms;
     auto health = EtcdClient::make(o);
     if (!health) return health.error().message;
-    const auto end = Clock::now() + 15s;
-    while (Clock::now() < end) {
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = 0;
-        return "etcd exited during start; log:\n" + logTail();
-      }
-      auto h = health->health();
-      if (h && *h) return "";
-      std::this_thread::sleep_for(10ms);
-    }
-    stop();
-    return "etcd not healthy after 15 s; log:\n" + logTail();
+    why = proc_.waitReady(
+        [&] {
+          auto h = health->health();
+          return h && *h;
+        },
+        15s, 10ms, "report healthy");
+    if (!why.empty()) stop();
+    return why;
   }
 
   // SIGTERM, then SIGKILL after 5 s; always reaps.
-  void stop() { terminate(SIGTERM); }
+  void stop() { proc_.signalAndReap(SIGTERM); }
   // SIGKILL at once (a crash).
-  void kill() { terminate(SIGKILL); }
-  void pause() {
-    if (pid_ > 0) ::kill(pid_, SIGSTOP);
-  }
-  void resume() {
-    if (pid_ > 0) ::kill(pid_, SIGCONT);
-  }
-  bool running() const { return pid_ > 0; }
+  void kill() { proc_.signalAndReap(SIGKILL); }
+  void pause() { proc_.pause(); }
+  void resume() { proc_.resume(); }
+  bool running() const { return proc_.running(); }
 
   std::string url() const { return "http://127.0.0.1:" + std::to_string(client_port_); }
-  std::string logPath() const { return dir_ + "/etcd.log"; }
-  std::string logTail() const {
-    std::ifstream in(logPath());
-    std::stringstream ss;
-    ss << in.rdbuf();
-    std::string s = ss.str();
-    return s.size() > 3000 ? s.substr(s.size() - 3000) : s;
-  }
+  std::string logPath() const { return dir_.path() + "/etcd.log"; }
 
  private:
-  void terminate(int sig) {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGCONT);  // in case it was paused
-    ::kill(pid_, sig);
-    const auto end = Clock::now() + 5s;
-    int status = 0;
-    while (::waitpid(pid_, &status, WNOHANG) == 0) {
-      if (Clock::now() >= end) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, &status, 0);
-        break;
-      }
-      std::this_thread::sleep_for(5ms);
-    }
-    pid_ = 0;
-  }
-
-  std::string dir_;
+  ScratchDir dir_{"tandem-etcd"};
   uint16_t client_port_ = 0;
   uint16_t peer_port_ = 0;
-  pid_t pid_ = 0;
+  ChildProcess proc_;
 };
 
 class EtcdTest : public ::testing::Test {
@@ -392,7 +308,7 @@ TEST_F(EtcdClientTest, ErrorsNameTheEndpointAndEndpointsFailOver) {
   ASSERT_FALSE(bad);
   EXPECT_THAT(bad.error().message, HasSubstr("ftp://127.0.0.1:1"));
 
-  const std::string dead = "http://127.0.0.1:" + std::to_string(freePort());
+  const std::string dead = "http://127.0.0.1:" + std::to_string(freeTcpPort());
   auto down = EtcdClient::make({{dead}, 500ms});
   ASSERT_TRUE(down);
   auto r = down->range("/x");
@@ -735,7 +651,7 @@ TEST_F(EtcdSourceTest, RereadsWhenItsRevisionWasCompactedWhileAway) {
 TEST_F(EtcdSourceTest, StopIsPromptWhileEtcdIsUnreachable) {
   SourceProbe probe;
   EtcdSourceOptions o;
-  o.endpoints = {"http://127.0.0.1:" + std::to_string(freePort())};
+  o.endpoints = {"http://127.0.0.1:" + std::to_string(freeTcpPort())};
   auto source = EtcdSource::make(o, probe.onConfig(), probe.onState());
   ASSERT_TRUE(source);
   (*source)->start();
@@ -982,7 +898,7 @@ bogus: 1
 
 TEST_F(ConfigPushTest, ExitsTwoWhenEtcdIsUnreachable) {
   const std::string file = write("good.yaml", kGoodConfig);
-  const std::string dead = "http://127.0.0.1:" + std::to_string(freePort());
+  const std::string dead = "http://127.0.0.1:" + std::to_string(freeTcpPort());
   ::testing::internal::CaptureStderr();
   const int rc = pushConfig(file, {dead}, "/tandem/config");
   const std::string err = ::testing::internal::GetCapturedStderr();

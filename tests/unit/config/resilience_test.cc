@@ -144,17 +144,6 @@ backends:
   EXPECT_EQ(other.panic_threshold_percent, 0u);
 }
 
-constexpr std::string_view kMinimal = R"(
-listeners:
-  - name: web
-    listen: 127.0.0.1:8080
-    backend: app
-backends:
-  - name: app
-    servers:
-      - address: 127.0.0.1:9001
-)";
-
 TEST(Resilience, DefaultsWhenAbsent) {
   const Config config = mustLoad(kMinimal);
   ASSERT_THAT(config.backends, SizeIs(1));

@@ -10,35 +10,17 @@
 #include <mutex>
 #include <thread>
 
+#include "../support/listening_socket.h"
+
 namespace tandem::ha {
 namespace {
 
 using namespace std::chrono_literals;
 
-// A listening socket on 127.0.0.1 with an ephemeral port; closed by close().
-struct Listening {
-  int fd = -1;
-  uint16_t port = 0;
-  Listening() {
-    fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    EXPECT_EQ(::listen(fd, 16), 0);
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-  }
-  void close() {
-    if (fd >= 0) ::close(fd);
-    fd = -1;
-  }
-  ~Listening() { close(); }
-};
+using tandem::testing::ListeningSocket;
 
 TEST(ListenerProbe, ConnectsToWildcardThroughLoopbackAndSeesRefusal) {
-  Listening l;
+  ListeningSocket l;
   EXPECT_EQ(ListenerProbe::probeOnce({"web", "0.0.0.0", l.port}, 500ms), "");
   EXPECT_EQ(ListenerProbe::probeOnce({"web", "127.0.0.1", l.port}, 500ms), "");
   l.close();
@@ -47,7 +29,7 @@ TEST(ListenerProbe, ConnectsToWildcardThroughLoopbackAndSeesRefusal) {
 }
 
 TEST(ListenerProbe, ReportsDownAfterFallFailuresAndUpAfterOneSuccess) {
-  Listening l;
+  ListeningSocket l;
   std::atomic<bool> listening{true};
   std::mutex mu;
   std::vector<std::pair<bool, std::string>> changes;

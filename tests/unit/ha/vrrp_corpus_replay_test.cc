@@ -3,10 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <vector>
 
+#include "../support/corpus.h"
 #include "vrrp_invariants.h"
 
 namespace tandem::ha {
@@ -17,12 +16,10 @@ namespace fs = std::filesystem;
 TEST(VrrpCorpusReplay, FuzzVrrp) {
   size_t files = 0;
   size_t accepted = 0;
-  for (const auto& entry : fs::directory_iterator(fs::path(TANDEM_FUZZ_CORPUS) / "fuzz_vrrp")) {
-    if (!entry.is_regular_file()) continue;
-    std::ifstream in(entry.path(), std::ios::binary);
-    const std::vector<uint8_t> data((std::istreambuf_iterator<char>(in)),
-                                    std::istreambuf_iterator<char>());
-    EXPECT_EQ(fuzz::checkVrrp(data), "") << entry.path();
+  for (const auto& [path, bytes] :
+       tandem::testing::readCorpus(fs::path(TANDEM_FUZZ_CORPUS) / "fuzz_vrrp")) {
+    const std::vector<uint8_t> data(bytes.begin(), bytes.end());
+    EXPECT_EQ(fuzz::checkVrrp(data), "") << path;
     auto ip = checkIpHeader(data);
     accepted += ip && decode(ip->payload, ip->src_ip, ip->dst_ip).has_value();
     ++files;

@@ -1,42 +1,20 @@
 #include "health/manager.h"
 
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
 
+#include "../support/listening_socket.h"
+
 namespace tandem::health {
 namespace {
 
 using namespace std::chrono_literals;
 
-// A listening loopback socket (accepted connections are never served, which is all a TCP check
-// needs) or, once closed, a port that refuses connections.
-struct Listener {
-  int fd = -1;
-  uint16_t port = 0;
-  Listener() {
-    fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-    ::listen(fd, 64);
-    socklen_t len = sizeof a;
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-  }
-  void close() {
-    if (fd >= 0) ::close(fd);
-    fd = -1;
-  }
-  ~Listener() { close(); }
-};
+using tandem::testing::ListeningSocket;
 
 // Collects published views; waits for one that satisfies a condition (bounded).
 struct Views {
@@ -66,7 +44,7 @@ config::Config makeConfig(uint16_t up_port, uint16_t down_port) {
 }
 
 TEST(HealthManager, ActiveTcpChecksTakeARefusingServerOutAndAdminStatesPublish) {
-  Listener good, bad;
+  ListeningSocket good, bad;
   uint16_t bad_port = bad.port;
   bad.close();  // connections to it are refused now
   auto cfg = makeConfig(good.port, bad_port);
@@ -96,7 +74,7 @@ TEST(HealthManager, ActiveTcpChecksTakeARefusingServerOutAndAdminStatesPublish) 
 }
 
 TEST(HealthManager, InitialDownServerNeedsOnePassedCheck) {
-  Listener good, other;
+  ListeningSocket good, other;
   auto cfg = makeConfig(good.port, other.port);
   auto& active = cfg.backends[0].active;
   active.enabled = true;
@@ -109,13 +87,15 @@ TEST(HealthManager, InitialDownServerNeedsOnePassedCheck) {
   EXPECT_FALSE(m.current()->backends[0].servers[0].healthy);
   Views views;
   m.start([&](std::shared_ptr<const HealthView> v) { views.put(std::move(v)); });
-  EXPECT_TRUE(views.waitFor([](const HealthView& v) {
-    return v.backends[0].servers[0].healthy && v.backends[0].servers[1].healthy;
-  }, 1s));
+  EXPECT_TRUE(views.waitFor(
+      [](const HealthView& v) {
+        return v.backends[0].servers[0].healthy && v.backends[0].servers[1].healthy;
+      },
+      1s));
 }
 
 TEST(HealthManager, PassiveEjectionWithoutActiveChecksEndsAfterItsTime) {
-  Listener a, b;
+  ListeningSocket a, b;
   auto cfg = makeConfig(a.port, b.port);
   auto& passive = cfg.backends[0].passive;
   passive.enabled = true;
@@ -149,7 +129,7 @@ namespace tandem::health {
 namespace {
 
 TEST(HealthManager, VerdictsOfUnchangedServersSurviveAReload) {
-  Listener a, b;
+  ListeningSocket a, b;
   auto cfg = makeConfig(a.port, b.port);
   cfg.backends[0].active.enabled = true;
   cfg.backends[0].active.initial_up = true;

@@ -3,10 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <string>
 
+#include "../support/corpus.h"
 #include "invariants.h"
 
 namespace tandem::http {
@@ -18,13 +17,10 @@ using CheckFn = std::string (*)(std::string_view);
 
 // Returns how many files were replayed.
 size_t replay(const char* target, CheckFn check) {
-  const fs::path dir = fs::path(TANDEM_FUZZ_CORPUS) / target;
   size_t n = 0;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    if (!entry.is_regular_file()) continue;
-    std::ifstream in(entry.path(), std::ios::binary);
-    const std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    EXPECT_EQ(check(data), "") << entry.path();
+  for (const auto& [path, data] :
+       tandem::testing::readCorpus(fs::path(TANDEM_FUZZ_CORPUS) / target)) {
+    EXPECT_EQ(check(data), "") << path;
     ++n;
   }
   return n;

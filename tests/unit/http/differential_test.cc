@@ -8,11 +8,12 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "../support/corpus.h"
 
 namespace tandem::http::fuzz {
 namespace {
@@ -25,11 +26,8 @@ std::vector<std::pair<std::string, std::string>> requestInputs() {
   for (const char* dir : {"corpus/request", "regressions/request"}) {
     const fs::path path = fs::path(TANDEM_FUZZ_DIR) / dir;
     if (!fs::is_directory(path)) continue;
-    for (const auto& entry : fs::directory_iterator(path)) {
-      if (!entry.is_regular_file()) continue;
-      std::ifstream in(entry.path(), std::ios::binary);
-      out.emplace_back(entry.path().string(), std::string((std::istreambuf_iterator<char>(in)),
-                                                          std::istreambuf_iterator<char>()));
+    for (auto& [file, data] : tandem::testing::readCorpus(path)) {
+      out.emplace_back(file.string(), std::move(data));
     }
   }
   std::sort(out.begin(), out.end());

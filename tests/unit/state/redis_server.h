@@ -2,25 +2,15 @@
 // A real redis-server for one test: a free 127.0.0.1 port, no persistence, ready when it answers
 // PING, stopped by PID. Restarts reuse the port (an empty server, as after a crash without
 // persistence). TANDEM_REDIS_BIN overrides /usr/bin/redis-server.
-#include <arpa/inet.h>
-#include <fcntl.h>
 #include <hiredis/hiredis.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <memory>
-#include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
+
+#include "../support/child_process.h"
 
 namespace tandem::testing {
 
@@ -29,34 +19,12 @@ struct RedisReplyFree {
 };
 using RedisReplyPtr = std::unique_ptr<redisReply, RedisReplyFree>;
 
-inline uint16_t freeTcpPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  uint16_t port = 0;
-  if (fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0) {
-    port = ntohs(a.sin_port);
-  }
-  if (fd >= 0) ::close(fd);
-  return port;
-}
-
 class RedisServer {
  public:
   RedisServer() = default;
   RedisServer(const RedisServer&) = delete;
   RedisServer& operator=(const RedisServer&) = delete;
-  ~RedisServer() {
-    kill();
-    if (client_ != nullptr) redisFree(client_);
-    if (!dir_.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(dir_, ec);
-    }
-  }
+  ~RedisServer() { kill(); }
 
   static std::string binary() {
     const char* v = std::getenv("TANDEM_REDIS_BIN");
@@ -67,71 +35,34 @@ class RedisServer {
   // Returns "" or why it failed.
   std::string start() {
     using namespace std::chrono_literals;
-    if (pid_ > 0) return "";
+    if (proc_.running()) return "";
     const std::string bin = binary();
     if (::access(bin.c_str(), X_OK) != 0) {
       return bin + " not found: install Debian redis-server (scripts/install-deps.sh)";
     }
-    if (dir_.empty()) {
-      char tmpl[] = "/tmp/tandem-redis-XXXXXX";
-      if (::mkdtemp(tmpl) == nullptr) return "mkdtemp failed";
-      dir_ = tmpl;
-    }
+    if (!dir_.make()) return "mkdtemp failed";
     if (port_ == 0) port_ = freeTcpPort();
     if (port_ == 0) return "no free port";
-    std::vector<std::string> args = {
-        bin,      "--port", std::to_string(port_), "--bind", "127.0.0.1",
-        "--save", "",       "--appendonly",        "no",     "--dir",
-        dir_};
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const std::string log = logPath();
-    const pid_t parent = ::getpid();
-    pid_ = ::fork();
-    if (pid_ < 0) {
-      pid_ = 0;
-      return "fork failed";
-    }
-    if (pid_ == 0) {
-      // Only async-signal-safe calls between fork and exec; redis dies with the test binary.
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(126);
-      int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-      int in = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
-      if (out >= 0) {
-        ::dup2(out, 1);
-        ::dup2(out, 2);
-      }
-      if (in >= 0) ::dup2(in, 0);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    const auto end = std::chrono::steady_clock::now() + 10s;
-    while (std::chrono::steady_clock::now() < end) {
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = 0;
-        return "redis-server exited during start; log:\n" + logTail();
-      }
-      auto r = command({"PING"});
-      if (r && r->type == REDIS_REPLY_STATUS && std::string(r->str, r->len) == "PONG") return "";
-      std::this_thread::sleep_for(5ms);
-    }
-    kill();
-    return "redis-server did not answer PING within 10 s; log:\n" + logTail();
+    std::string why = proc_.spawn({bin, "--port", std::to_string(port_), "--bind", "127.0.0.1",
+                                   "--save", "", "--appendonly", "no", "--dir", dir_.path()},
+                                  logPath());
+    if (!why.empty()) return why;
+    why = proc_.waitReady(
+        [&] {
+          auto r = command({"PING"});
+          return r && r->type == REDIS_REPLY_STATUS && std::string(r->str, r->len) == "PONG";
+        },
+        10s, 5ms, "answer PING");
+    if (!why.empty()) kill();
+    return why;
   }
 
   // SIGKILL (a crash) and reap.
   void kill() { terminate(SIGKILL); }
-  // SIGTERM and reap.
+  // SIGTERM, then SIGKILL after 5 s; always reaps.
   void stop() { terminate(SIGTERM); }
-  void pause() {
-    if (pid_ > 0) ::kill(pid_, SIGSTOP);
-  }
-  void resume() {
-    if (pid_ > 0) ::kill(pid_, SIGCONT);
-  }
+  void pause() { proc_.pause(); }
+  void resume() { proc_.resume(); }
 
   uint16_t port() const { return port_; }
   // Reserves a port without starting (a test of "Redis not there yet").
@@ -165,14 +96,7 @@ class RedisServer {
         redisCommandArgv(client_, static_cast<int>(argv.size()), argv.data(), lens.data())));
   }
 
-  std::string logPath() const { return dir_ + "/redis.log"; }
-  std::string logTail() const {
-    std::ifstream in(logPath());
-    std::stringstream ss;
-    ss << in.rdbuf();
-    std::string s = ss.str();
-    return s.size() > 3000 ? s.substr(s.size() - 3000) : s;
-  }
+  std::string logPath() const { return dir_.path() + "/redis.log"; }
 
  private:
   void terminate(int sig) {
@@ -180,17 +104,12 @@ class RedisServer {
       redisFree(client_);
       client_ = nullptr;
     }
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGCONT);  // in case it was paused
-    ::kill(pid_, sig);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = 0;
+    proc_.signalAndReap(sig);
   }
 
-  std::string dir_;
+  ScratchDir dir_{"tandem-redis"};
   uint16_t port_ = 0;
-  pid_t pid_ = 0;
+  ChildProcess proc_;
   redisContext* client_ = nullptr;
 };
 
