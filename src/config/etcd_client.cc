@@ -229,6 +229,24 @@ std::string errorText(std::string_view body) {
   return msg.empty() ? std::string(body.substr(0, 200)) : msg;
 }
 
+// Why each endpoint tried so far did not answer, for the error when none did.
+struct Failures {
+  std::string text;  // "; "-separated
+  Error last;        // the last transport error
+
+  void note(const std::string& why) { text += (text.empty() ? "" : "; ") + why; }
+  void add(Error e) {
+    note(e.message);
+    last = std::move(e);
+  }
+  tl::unexpected<Error> error() && {
+    last.message = std::move(text);
+    last.retryable = true;
+    last.source = ErrorSource::kUpstream;
+    return tl::unexpected(std::move(last));
+  }
+};
+
 // ---------------------------------------------------------------------------------------------
 // Blocking I/O on a non-blocking socket, in slices so that cancel hooks are polled.
 
@@ -586,32 +604,38 @@ Result<EtcdClient> EtcdClient::make(EtcdClientOptions options) {
   return c;
 }
 
+template <class T, class F>
+Result<T> EtcdClient::tryEndpoints(F&& attempt) const {
+  const size_t n = endpoints_.size();
+  const size_t first = preferred_.load(std::memory_order_relaxed) % n;
+  Failures failed;
+  for (size_t i = 0; i < n; ++i) {
+    const size_t idx = (first + i) % n;
+    std::optional<Result<T>> r = attempt(idx, endpoints_[idx], i + 1 == n, failed);
+    if (r) return std::move(*r);
+  }
+  return std::move(failed).error();
+}
+
 Result<EtcdClient::Answer> EtcdClient::call(std::string_view path, const std::string& body,
                                             bool get, milliseconds timeout, Read read) const {
   if (timeout.count() <= 0) timeout = options_.timeout;
-  const size_t n = endpoints_.size();
-  const size_t first = preferred_.load(std::memory_order_relaxed) % n;
   Hooks hooks{&options_.cancelled, nullptr, options_.wake_fd};
-  std::string errors;
-  Error last;
-  for (size_t i = 0; i < n; ++i) {
-    const size_t idx = (first + i) % n;
-    const Endpoint& ep = endpoints_[idx];
+  return tryEndpoints<Answer>([&](size_t idx, const Endpoint& ep, bool last_endpoint,
+                                  Failures& failed) -> std::optional<Result<Answer>> {
     Exchange ex(ep, hooks);
     auto r = ex.start(get ? "GET" : "POST", path, body, Clock::now() + timeout,
                       read == Read::kWhole ? ReadMode::kWhole : ReadMode::kFirstLine, false);
     if (!r) {
       if (r.error().code == ECANCELED) return tl::unexpected(r.error());
-      last = r.error();
-      errors += (errors.empty() ? "" : "; ") + r.error().message;
-      continue;
+      failed.add(r.error());
+      return std::nullopt;
     }
-    if (ex.reader.status() >= 500 && i + 1 < n) {
+    if (ex.reader.status() >= 500 && !last_endpoint) {
       // This member cannot serve (no leader, shutting down): another one may.
-      errors += (errors.empty() ? "" : "; ") +
-                ("etcd " + ep.url + ": HTTP " + std::to_string(ex.reader.status()) + ": " +
-                 errorText(ex.reader.body));
-      continue;
+      failed.note("etcd " + ep.url + ": HTTP " + std::to_string(ex.reader.status()) + ": " +
+                  errorText(ex.reader.body));
+      return std::nullopt;
     }
     preferred_.store(idx, std::memory_order_relaxed);
     Answer a;
@@ -619,11 +643,7 @@ Result<EtcdClient::Answer> EtcdClient::call(std::string_view path, const std::st
     a.body = std::move(ex.reader.body);
     a.url = ep.url;
     return a;
-  }
-  last.message = errors;
-  last.retryable = true;
-  last.source = ErrorSource::kUpstream;
-  return tl::unexpected(std::move(last));
+  });
 }
 
 Result<EtcdClient::Answer> EtcdClient::callJson(std::string_view path, const std::string& body,
@@ -781,13 +801,8 @@ Result<WatchEnd> EtcdClient::watch(std::string_view key, int64_t start_revision,
   if (start_revision > 0) create["start_revision"] = i64(start_revision);
   const std::string body = dumpJson(json{{"create_request", create}});
   Hooks hooks{&options_.cancelled, &stop, options_.wake_fd};
-  const size_t n = endpoints_.size();
-  const size_t first = preferred_.load(std::memory_order_relaxed) % n;
-  std::string errors;
-  Error last;
-  for (size_t i = 0; i < n; ++i) {
-    const size_t idx = (first + i) % n;
-    const Endpoint& ep = endpoints_[idx];
+  return tryEndpoints<WatchEnd>([&](size_t idx, const Endpoint& ep, bool,
+                                    Failures& failed) -> std::optional<Result<WatchEnd>> {
     Exchange ex(ep, hooks);
     const auto now = Clock::now();
     const auto start_deadline = std::min(until, now + options_.timeout);
@@ -795,9 +810,8 @@ Result<WatchEnd> EtcdClient::watch(std::string_view key, int64_t start_revision,
     if (!started) {
       if (started.error().code == ECANCELED) return WatchEnd{};
       if (Clock::now() >= until) return WatchEnd{};
-      last = started.error();
-      errors += (errors.empty() ? "" : "; ") + started.error().message;
-      continue;
+      failed.add(started.error());
+      return std::nullopt;
     }
     if (ex.reader.status() != 200) {
       // Read the (short) error body, bounded by the same deadline.
@@ -884,11 +898,7 @@ Result<WatchEnd> EtcdClient::watch(std::string_view key, int64_t start_revision,
         return transportError(ep.url, ETIMEDOUT, "watch: not created in time");
       }
     }
-  }
-  last.message = errors;
-  last.retryable = true;
-  last.source = ErrorSource::kUpstream;
-  return tl::unexpected(std::move(last));
+  });
 }
 
 }  // namespace tandem::config

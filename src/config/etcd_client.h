@@ -170,6 +170,12 @@ class EtcdClient {
   // answers. A 5xx answer also moves on to the next endpoint.
   Result<Answer> call(std::string_view path, const std::string& body, bool get,
                       std::chrono::milliseconds timeout, Read read = Read::kWhole) const;
+  // Tries the endpoints in turn, starting with the one that answered last, until
+  // `attempt(index, endpoint, last_endpoint, failures)` returns a result (an answer, or an error to
+  // pass on as it is); nullopt moves on to the next endpoint, after noting why in `failures`. When
+  // none answered: a retryable error listing the notes. Defined (and used) in etcd_client.cc.
+  template <class T, class F>
+  Result<T> tryEndpoints(F&& attempt) const;
   // call() + status check: a non-2xx answer becomes an Error with etcd's message.
   Result<Answer> callJson(std::string_view path, const std::string& body,
                           std::chrono::milliseconds timeout = std::chrono::milliseconds{0},

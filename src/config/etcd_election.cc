@@ -1,11 +1,7 @@
 #include "config/etcd_election.h"
 
-#include <sys/eventfd.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
-#include <random>
 
 #include "core/log.h"
 
@@ -32,60 +28,36 @@ Result<std::unique_ptr<EtcdElection>> EtcdElection::make(EtcdElectionOptions opt
   }
   if (options.recheck.count() <= 0) options.recheck = milliseconds{10'000};
 
-  auto flag = std::make_shared<std::atomic<bool>>(false);
-  UniqueFd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!wake) return fail(ErrorSource::kInternal, errno, "eventfd failed");
-  EtcdClientOptions co;
-  co.endpoints = options.endpoints;
-  co.timeout = options.timeout;
+  auto worker = EtcdWorker::make({.backoff_initial = milliseconds{100},
+                                  .backoff_max = milliseconds{1'000},
+                                  .restartable = true});
+  if (!worker) return tl::unexpected(worker.error());
+  const EtcdClientOptions co{.endpoints = options.endpoints, .timeout = options.timeout};
   auto plain = EtcdClient::make(co);
   if (!plain) return tl::unexpected(plain.error());
-  co.cancelled = [flag] { return flag->load(std::memory_order_relaxed); };
-  co.wake_fd = wake.get();
-  auto client = EtcdClient::make(std::move(co));
+  auto client = (*worker)->makeClient(co);
   if (!client) return tl::unexpected(client.error());
-  return std::unique_ptr<EtcdElection>(new EtcdElection(std::move(options), std::move(*client),
-                                                        std::move(*plain), std::move(flag),
-                                                        std::move(wake), std::move(on_role)));
+  return std::unique_ptr<EtcdElection>(new EtcdElection(std::move(options), std::move(*worker),
+                                                        std::move(*client), std::move(*plain),
+                                                        std::move(on_role)));
 }
 
-EtcdElection::EtcdElection(EtcdElectionOptions options, EtcdClient client, EtcdClient plain,
-                           std::shared_ptr<std::atomic<bool>> flag, UniqueFd wake, OnRole on_role)
+EtcdElection::EtcdElection(EtcdElectionOptions options, std::unique_ptr<EtcdWorker> worker,
+                           EtcdClient client, EtcdClient plain, OnRole on_role)
     : options_(std::move(options)),
+      worker_(std::move(worker)),
       client_(std::move(client)),
       plain_(std::move(plain)),
-      on_role_(std::move(on_role)),
-      stop_flag_(std::move(flag)),
-      wake_(std::move(wake)),
-      rng_(std::random_device{}()) {}
+      on_role_(std::move(on_role)) {}
 
 EtcdElection::~EtcdElection() { stop(); }
 
 void EtcdElection::start() {
-  std::lock_guard lock(mu_);
-  if (thread_.joinable()) return;
-  stop_ = false;
-  stop_flag_->store(false, std::memory_order_relaxed);
-  uint64_t drained = 0;
-  [[maybe_unused]] ssize_t n = ::read(wake_.get(), &drained, sizeof drained);
-  delay_ = milliseconds{0};
-  thread_ = std::thread([this] { run(); });
-}
-
-void EtcdElection::halt() {
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-    stop_flag_->store(true, std::memory_order_relaxed);
-  }
-  const uint64_t one = 1;
-  [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof one);
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  worker_->start([this] { run(); });
 }
 
 void EtcdElection::stop() {
-  halt();
+  worker_->stop();
   // The lease is left to expire; forget it so that a restart grants a fresh one.
   if (isLeader()) log::warn("etcd election: {} stopped while leader", options_.node_id);
   setRole(false, isLeader() ? std::string() : leader());
@@ -93,7 +65,7 @@ void EtcdElection::stop() {
 }
 
 bool EtcdElection::resign() {
-  halt();
+  worker_->stop();
   const bool was_leader = isLeader();
   // Not the leader any more *before* the key goes, so that the next leader never overlaps us.
   setRole(false, was_leader ? std::string() : leader());
@@ -133,18 +105,6 @@ void EtcdElection::setRole(bool leader, const std::string& leader_id) {
               leader_id.empty() ? "(unknown)" : leader_id);
   }
   if (on_role_) on_role_(leader, leader_id);
-}
-
-void EtcdElection::sleepUntil(Clock::time_point t) {
-  std::unique_lock lock(mu_);
-  cv_.wait_until(lock, t, [this] { return stop_; });
-}
-
-void EtcdElection::backoff() {
-  delay_ = delay_.count() == 0 ? milliseconds{100} : std::min(delay_ * 2, milliseconds{1'000});
-  rng_ = rng_ * 6364136223846793005ULL + 1442695040888963407ULL;
-  const double factor = 0.8 + 0.4 * double(rng_ >> 11) / double(1ULL << 53);
-  sleepUntil(Clock::now() + milliseconds{int64_t(double(delay_.count()) * factor)});
 }
 
 void EtcdElection::revokeLease() {
@@ -189,7 +149,7 @@ void EtcdElection::run() {
   while (!stopping()) {
     if (!ensureLease()) {
       if (stopping()) break;
-      backoff();
+      worker_->backoff();
       continue;
     }
     auto c = client_.txnCreate(options_.key, options_.node_id, lease_);
@@ -197,10 +157,10 @@ void EtcdElection::run() {
     if (!c) {
       log::debug("etcd election: campaign: {}", c.error().message);
       if (!c.error().retryable) lease_ = 0;  // e.g. "requested lease not found"
-      backoff();
+      worker_->backoff();
       continue;
     }
-    delay_ = milliseconds{0};
+    worker_->resetBackoff();
     const EtcdKeyValue& kv = c->existing;
     if (c->created || (kv.found && kv.value == options_.node_id && kv.lease == lease_)) {
       lead(c->revision);
@@ -253,7 +213,7 @@ void EtcdElection::lead(int64_t revision) {
         }
       }
     }
-    if (!watch_ok && lost.empty()) sleepUntil(wake);
+    if (!watch_ok && lost.empty()) worker_->sleepUntil(wake);
     if (stopping()) return;
     if (!lost.empty()) {
       log::warn("etcd election: {} steps down: {}", options_.node_id, lost);
@@ -261,8 +221,8 @@ void EtcdElection::lead(int64_t revision) {
       revokeLease();
       // Whoever deleted or revoked our key wants a hand-over, and the followers watching it
       // campaign at once: give them a head start instead of racing them to win straight back.
-      sleepUntil(Clock::now() + std::clamp<milliseconds>(lease_ttl_ / 4, milliseconds{50},
-                                                         milliseconds{500}));
+      worker_->sleepUntil(Clock::now() + std::clamp<milliseconds>(lease_ttl_ / 4, milliseconds{50},
+                                                                  milliseconds{500}));
       return;
     }
     auto now = Clock::now();
@@ -310,7 +270,7 @@ void EtcdElection::follow(int64_t from_revision) {
     if (gone || stopping()) return;
     if (!w) {
       log::debug("etcd election: follower watch: {}", w.error().message);
-      backoff();
+      worker_->backoff();
       return;  // campaign: it re-reads the key (and backs off while etcd is away)
     }
     // Recheck, compaction or a cancelled watch: read the key itself.

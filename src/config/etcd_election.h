@@ -19,17 +19,15 @@
 //   is treated as someone else's: we follow "ourselves" until that lease expires.
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "config/etcd_client.h"
-#include "core/socket.h"
+#include "config/etcd_worker.h"
 
 namespace tandem::config {
 
@@ -73,11 +71,9 @@ class EtcdElection {
   const std::string& nodeId() const { return options_.node_id; }
 
  private:
-  EtcdElection(EtcdElectionOptions options, EtcdClient client, EtcdClient plain,
-               std::shared_ptr<std::atomic<bool>> flag, UniqueFd wake, OnRole on_role);
+  EtcdElection(EtcdElectionOptions options, std::unique_ptr<EtcdWorker> worker, EtcdClient client,
+               EtcdClient plain, OnRole on_role);
   void run();
-  // Stops the thread and waits for it.
-  void halt();
   // Ensures a live lease (keepalive of the one we hold, else a new grant); false on failure.
   bool ensureLease();
   // Leader phase, from the txn's revision; returns when we are no longer the leader.
@@ -86,21 +82,15 @@ class EtcdElection {
   void follow(int64_t from_revision);
   void setRole(bool leader, const std::string& leader_id);
   void revokeLease();
-  void backoff();
-  void sleepUntil(std::chrono::steady_clock::time_point t);
-  bool stopping() const { return stop_flag_->load(std::memory_order_relaxed); }
+  bool stopping() const { return worker_->stopping(); }
 
   EtcdElectionOptions options_;
-  EtcdClient client_;  // cancelled by stop()
-  EtcdClient plain_;   // for resign() after the thread has stopped
+  std::unique_ptr<EtcdWorker> worker_;  // the election thread; stopped by stop()/resign()
+  EtcdClient client_;                   // cancelled by stop()/resign()
+  EtcdClient plain_;                    // for resign() after the thread has stopped
   OnRole on_role_;
-  std::shared_ptr<std::atomic<bool>> stop_flag_;
-  UniqueFd wake_;  // eventfd: written by stop()/resign() so that a blocked call returns at once
 
-  std::thread thread_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
   std::atomic<bool> leader_flag_{false};
   std::string leader_id_;  // guarded by mu_
 
@@ -108,8 +98,6 @@ class EtcdElection {
   int64_t lease_ = 0;
   std::chrono::milliseconds lease_ttl_{0};            // effective: min(asked, granted)
   std::chrono::steady_clock::time_point deadline_{};  // step down at this time without keepalive
-  std::chrono::milliseconds delay_{0};
-  uint64_t rng_ = 0;
 };
 
 }  // namespace tandem::config

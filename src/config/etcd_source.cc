@@ -1,72 +1,42 @@
 #include "config/etcd_source.h"
 
-#include <sys/eventfd.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <cerrno>
-#include <random>
-
 #include "core/log.h"
 
 namespace tandem::config {
 
 Result<std::unique_ptr<EtcdSource>> EtcdSource::make(EtcdSourceOptions options, OnConfig on_config,
                                                      OnState on_state) {
-  auto flag = std::make_shared<std::atomic<bool>>(false);
-  UniqueFd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!wake) return fail(ErrorSource::kInternal, errno, "eventfd failed");
-  EtcdClientOptions co;
-  co.endpoints = options.endpoints;
-  co.timeout = options.timeout;
-  co.cancelled = [flag] { return flag->load(std::memory_order_relaxed); };
-  co.wake_fd = wake.get();
-  auto client = EtcdClient::make(std::move(co));
+  auto worker = EtcdWorker::make({.backoff_initial = options.backoff_initial,
+                                  .backoff_max = options.backoff_max,
+                                  .restartable = false});
+  if (!worker) return tl::unexpected(worker.error());
+  auto client = (*worker)->makeClient({.endpoints = options.endpoints, .timeout = options.timeout});
   if (!client) return tl::unexpected(client.error());
-  if (options.backoff_initial.count() <= 0) options.backoff_initial = std::chrono::milliseconds{1};
-  options.backoff_max = std::max(options.backoff_max, options.backoff_initial);
-  return std::unique_ptr<EtcdSource>(new EtcdSource(std::move(options), std::move(*client),
-                                                    std::move(flag), std::move(wake),
-                                                    std::move(on_config), std::move(on_state)));
+  return std::unique_ptr<EtcdSource>(new EtcdSource(std::move(options), std::move(*worker),
+                                                    std::move(*client), std::move(on_config),
+                                                    std::move(on_state)));
 }
 
-EtcdSource::EtcdSource(EtcdSourceOptions options, EtcdClient client,
-                       std::shared_ptr<std::atomic<bool>> flag, UniqueFd wake, OnConfig on_config,
-                       OnState on_state)
+EtcdSource::EtcdSource(EtcdSourceOptions options, std::unique_ptr<EtcdWorker> worker,
+                       EtcdClient client, OnConfig on_config, OnState on_state)
     : options_(std::move(options)),
+      worker_(std::move(worker)),
       client_(std::move(client)),
       on_config_(std::move(on_config)),
-      on_state_(std::move(on_state)),
-      stop_flag_(std::move(flag)),
-      wake_(std::move(wake)),
-      rng_(std::random_device{}()) {}
+      on_state_(std::move(on_state)) {}
 
 EtcdSource::~EtcdSource() { stop(); }
 
 void EtcdSource::start() {
-  std::lock_guard lock(mu_);
-  if (thread_.joinable() || stop_) return;
-  thread_ = std::thread([this] { run(); });
+  worker_->start([this] { run(); });
 }
 
-void EtcdSource::stop() {
-  {
-    std::lock_guard lock(mu_);
-    stop_ = true;
-    stop_flag_->store(true, std::memory_order_relaxed);
-  }
-  const uint64_t one = 1;
-  [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof one);
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
-}
+void EtcdSource::stop() { worker_->stop(); }
 
 int64_t EtcdSource::lastRevision() const { return last_revision_.load(std::memory_order_acquire); }
 
-bool EtcdSource::stopping() const { return stop_flag_->load(std::memory_order_relaxed); }
-
 void EtcdSource::setReachable(bool reachable, const std::string& why) {
-  if (reachable) delay_ = std::chrono::milliseconds{0};  // the next failure starts over
+  if (reachable) worker_->resetBackoff();  // the next failure starts over
   if (reachable_ == int(reachable)) return;
   reachable_ = int(reachable);
   if (reachable) {
@@ -80,18 +50,6 @@ void EtcdSource::setReachable(bool reachable, const std::string& why) {
 void EtcdSource::deliver(std::string text, int64_t revision) {
   last_revision_.store(revision, std::memory_order_release);
   if (on_config_) on_config_(std::move(text), revision);
-}
-
-void EtcdSource::backoff() {
-  using std::chrono::milliseconds;
-  delay_ =
-      delay_.count() == 0 ? options_.backoff_initial : std::min(delay_ * 2, options_.backoff_max);
-  // +-20% so that a fleet of balancers does not reconnect in lockstep after an etcd restart.
-  rng_ = rng_ * 6364136223846793005ULL + 1442695040888963407ULL;
-  const double factor = 0.8 + 0.4 * double(rng_ >> 11) / double(1ULL << 53);
-  const milliseconds wait{std::max<int64_t>(1, int64_t(double(delay_.count()) * factor))};
-  std::unique_lock lock(mu_);
-  cv_.wait_for(lock, wait, [this] { return stop_; });
 }
 
 void EtcdSource::run() {
@@ -119,7 +77,7 @@ void EtcdSource::run() {
       if (stopping()) break;
       if (!r) {
         setReachable(false, r.error().message);
-        backoff();
+        worker_->backoff();
         continue;
       }
       setReachable(true, "watching " + key);
@@ -137,7 +95,7 @@ void EtcdSource::run() {
     if (stopping()) break;
     if (!w) {
       setReachable(false, w.error().message);
-      backoff();
+      worker_->backoff();
       continue;  // resume the watch from watch_from
     }
     switch (w->reason) {
@@ -150,7 +108,7 @@ void EtcdSource::run() {
       case WatchEnd::Reason::kServerCancelled:
         log::warn("etcd config source: {}; re-reading {}", w->message, key);
         need_read = true;
-        backoff();
+        worker_->backoff();
         break;
     }
   }

@@ -10,17 +10,14 @@
 // never delivered as a config: the running config stays and the state callback says so.
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "config/etcd_client.h"
-#include "core/socket.h"
+#include "config/etcd_worker.h"
 
 namespace tandem::config {
 
@@ -59,32 +56,22 @@ class EtcdSource {
   int64_t lastRevision() const;
 
  private:
-  EtcdSource(EtcdSourceOptions options, EtcdClient client, std::shared_ptr<std::atomic<bool>> flag,
-             UniqueFd wake, OnConfig on_config, OnState on_state);
+  EtcdSource(EtcdSourceOptions options, std::unique_ptr<EtcdWorker> worker, EtcdClient client,
+             OnConfig on_config, OnState on_state);
   void run();
   void setReachable(bool reachable, const std::string& why);
   void deliver(std::string text, int64_t revision);
-  // Sleeps for the current backoff (interruptible by stop()), then doubles it.
-  void backoff();
-  bool stopping() const;
+  bool stopping() const { return worker_->stopping(); }
 
   EtcdSourceOptions options_;
-  EtcdClient client_;
+  std::unique_ptr<EtcdWorker> worker_;  // the source's thread (not restartable)
+  EtcdClient client_;                   // cancelled by stop()
   OnConfig on_config_;
   OnState on_state_;
-
-  std::thread thread_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;
-  std::shared_ptr<std::atomic<bool>> stop_flag_;  // read by the client's cancel hook
-  UniqueFd wake_;  // eventfd: written by stop() so that a blocked call returns at once
   std::atomic<int64_t> last_revision_{0};
 
   // Source thread only.
   int reachable_ = -1;  // -1 unknown, 0 no, 1 yes
-  std::chrono::milliseconds delay_{0};
-  uint64_t rng_ = 0;
 };
 
 }  // namespace tandem::config

@@ -93,63 +93,66 @@ void Table::put(Kind kind, std::string_view key, std::string_view value, int64_t
   touch(kind, key, value, ttl_ms, now_us);
 }
 
-bool Table::touch(Kind kind, std::string_view key, std::string_view value, int64_t ttl_ms,
-                  int64_t now_us) {
+template <class Write>
+bool Table::writeLocal(Kind kind, std::string_view key, Write&& write) {
   const std::string mk = mapKey(kind, key);
   Shard& s = shardOf(mk);
   std::lock_guard lock(s.mu);
   bool created = false;
   Entry& e = slot(s, mk, created);
   Record& r = e.rec;
-  const int64_t expires = expiryOf(ttl_ms, now_us);
-  if (!created && live(r, now_us / 1000) && r.value == value &&
-      (expires == 0 ? r.expires_ms == 0 : r.expires_ms - now_us / 1000 > ttl_ms / 2)) {
-    return false;  // same value, still fresh: nothing to tell the others
-  }
   if (created) {
     r.kind = kind;
     r.key.assign(key);
   }
-  r.origin = node_id_;
-  r.version = std::max<uint64_t>(static_cast<uint64_t>(now_us), r.version + 1);
-  r.expires_ms = expires;
-  r.written_us = now_us;
-  r.value.assign(value);
+  if (!write(r, created)) return false;
   markDirty(s, mk, e);
   return true;
 }
 
+bool Table::touch(Kind kind, std::string_view key, std::string_view value, int64_t ttl_ms,
+                  int64_t now_us) {
+  return writeLocal(kind, key, [&](Record& r, bool created) {
+    const int64_t expires = expiryOf(ttl_ms, now_us);
+    if (!created && live(r, now_us / 1000) && r.value == value &&
+        (expires == 0 ? r.expires_ms == 0 : r.expires_ms - now_us / 1000 > ttl_ms / 2)) {
+      return false;  // same value, still fresh: nothing to tell the others
+    }
+    r.origin = node_id_;
+    r.version = std::max<uint64_t>(static_cast<uint64_t>(now_us), r.version + 1);
+    r.expires_ms = expires;
+    r.written_us = now_us;
+    r.value.assign(value);
+    return true;
+  });
+}
+
 uint64_t Table::add(Kind kind, std::string_view key, uint64_t delta, int64_t ttl_ms,
                     int64_t now_us) {
-  const std::string mk = mapKey(kind, key);
-  Shard& s = shardOf(mk);
-  std::lock_guard lock(s.mu);
-  bool created = false;
-  Entry& e = slot(s, mk, created);
-  Record& r = e.rec;
-  bool fresh = created;
-  if (created) {
-    r.kind = kind;
-    r.key.assign(key);
-  } else if (!live(r, now_us / 1000)) {
-    // Expired but not swept yet: counting on would resurrect the old counts.
-    r.counts.clear();
-    fresh = true;
-  }
-  auto it = std::lower_bound(r.counts.begin(), r.counts.end(), node_id_,
-                             [](const auto& c, const std::string& n) { return c.first < n; });
-  if (it == r.counts.end() || it->first != node_id_) it = r.counts.insert(it, {node_id_, 0});
-  it->second += delta;
-  // The later deadline wins, and 0 (never) outlives any, as in merge().
-  const int64_t want = expiryOf(ttl_ms, now_us);
-  if (fresh) {
-    r.expires_ms = want;
-  } else if (r.expires_ms != 0) {
-    r.expires_ms = want == 0 ? 0 : std::max(r.expires_ms, want);
-  }
-  r.written_us = now_us;
-  markDirty(s, mk, e);
-  return state::total(r);
+  uint64_t sum = 0;
+  writeLocal(kind, key, [&](Record& r, bool created) {
+    bool fresh = created;
+    if (!created && !live(r, now_us / 1000)) {
+      // Expired but not swept yet: counting on would resurrect the old counts.
+      r.counts.clear();
+      fresh = true;
+    }
+    auto it = std::lower_bound(r.counts.begin(), r.counts.end(), node_id_,
+                               [](const auto& c, const std::string& n) { return c.first < n; });
+    if (it == r.counts.end() || it->first != node_id_) it = r.counts.insert(it, {node_id_, 0});
+    it->second += delta;
+    // The later deadline wins, and 0 (never) outlives any, as in merge().
+    const int64_t want = expiryOf(ttl_ms, now_us);
+    if (fresh) {
+      r.expires_ms = want;
+    } else if (r.expires_ms != 0) {
+      r.expires_ms = want == 0 ? 0 : std::max(r.expires_ms, want);
+    }
+    r.written_us = now_us;
+    sum = state::total(r);
+    return true;
+  });
+  return sum;
 }
 
 uint64_t Table::total(Kind kind, std::string_view key, int64_t now_ms) const {

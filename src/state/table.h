@@ -97,6 +97,11 @@ class Table {
   // Under the shard lock: a new entry for `mk`, evicting another if the shard is full.
   Entry& slot(Shard& s, const std::string& mk, bool& created);
   void markDirty(Shard& s, const std::string& mk, Entry& e);
+  // A write from this node to (kind, key), under its shard lock: `write(Record&, bool created)`
+  // updates the record (a created one comes with kind and key set) and returns whether it wrote,
+  // and then the entry is marked dirty. Returns what `write` returned. Defined in table.cc.
+  template <class Write>
+  bool writeLocal(Kind kind, std::string_view key, Write&& write);
 
   const std::string node_id_;
   const size_t max_per_shard_;
