@@ -69,6 +69,8 @@ Result<int> listenOn(const SockAddr& addr, int backlog, bool freebind) {
     setsockopt(fd.get(), level, opt, &one, sizeof one);
   }
   setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  // Accepted sockets inherit it (Linux): one setsockopt per listener instead of per connection.
+  setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   if (setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
     return fail(ErrorSource::kInternal, errno, std::string("SO_REUSEPORT: ") + strerror(errno));
   }

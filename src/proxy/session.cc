@@ -152,6 +152,10 @@ void Session::start() {
     }
   } else {
     armClient(ClientTimer::kHeader);
+    // Clients send the request right after the handshake, so it is usually here by the time we
+    // accept: read it now instead of waiting for the first event (one epoll_wait less a request).
+    c_readable_ = true;
+    c_writable_ = true;
   }
   drive();
 }
@@ -1274,8 +1278,7 @@ void Session::closeNow() {
     tls_->flush(c_writable_);  // best effort: whatever the socket still takes
     tls_.reset();
   }
-  w_.loop().remove(fd_);
-  ::close(fd_);
+  ::close(fd_);  // also leaves the epoll set: the descriptor is never duplicated
   fd_ = -1;
   in_.clear();
   out_.clear();

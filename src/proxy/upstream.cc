@@ -32,8 +32,7 @@ void UpstreamConn::onIo(uint32_t events) {
 
 void UpstreamConn::close() {
   if (fd_ < 0) return;
-  w_.loop().remove(fd_);
-  ::close(fd_);
+  ::close(fd_);  // also leaves the epoll set: the descriptor is never duplicated
   fd_ = -1;
   owner_ = nullptr;
   in_.clear();

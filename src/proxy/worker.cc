@@ -86,8 +86,7 @@ class Worker::Acceptor final : public IoHandler, public TimerHandler {
         stats_->rejected.add();
         continue;
       }
-      setNoDelay(c);
-      stats_->connections.add();
+      stats_->connections.add();  // TCP_NODELAY comes from the listening socket
       auto* s = new Session(w_, *w_.current(), *ls_, c, peer);
       s->start();
     }
