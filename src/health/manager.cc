@@ -154,27 +154,60 @@ std::pair<int, int> HealthManager::find(const std::string& backend,
 
 bool HealthManager::setAdminState(const std::string& backend, const std::string& server,
                                   AdminState state) {
-  auto [b, s] = find(backend, server);
-  if (b < 0) return false;
+  std::shared_ptr<HealthManager> next;
   {
     std::lock_guard<std::mutex> g(mu_);
-    admin_.emplace_back(b, s, state);
-    admin_states_[b][s] = state;  // visible to readers at once, applied on the loop
+    next = successor_;
+    if (!next) {
+      auto [b, s] = find(backend, server);
+      if (b < 0) return false;
+      admin_.emplace_back(b, s, state);
+      admin_states_[b][s] = state;  // visible to readers at once, applied on the loop
+    }
   }
+  if (next) return next->setAdminState(backend, server, state);  // the server may be new there
   loop_.wake();
   return true;
 }
 
 bool HealthManager::setWeight(const std::string& backend, const std::string& server,
                               uint32_t weight) {
-  auto [b, s] = find(backend, server);
-  if (b < 0 || weight < 1 || weight > 256) return false;
+  std::shared_ptr<HealthManager> next;
   {
     std::lock_guard<std::mutex> g(mu_);
-    weights_.emplace_back(b, s, weight);
+    next = successor_;
+    if (!next) {
+      auto [b, s] = find(backend, server);
+      if (b < 0 || weight < 1 || weight > 256) return false;
+      weights_.emplace_back(b, s, weight);
+    }
   }
+  if (next) return next->setWeight(backend, server, weight);
   loop_.wake();
   return true;
+}
+
+std::shared_ptr<HealthManager> HealthManager::handOver(
+    const std::function<std::shared_ptr<HealthManager>(const std::vector<ServerMemo>&)>& make) {
+  stop();
+  // Under mu_, so that an admin action lands either in the memo or in the successor.
+  std::lock_guard<std::mutex> g(mu_);
+  std::vector<ServerMemo> carry = memo();
+  // Actions posted after the loop took its last mailbox: admin states are in admin_states_,
+  // weights still queued.
+  size_t i = 0;
+  for (size_t bi = 0; bi < backends_.size(); ++bi) {
+    for (size_t si = 0; si < backends_[bi].servers.size(); ++si, ++i) {
+      carry[i].admin = admin_states_[bi][si];
+      for (const auto& [b, s, w] : weights_) {
+        if (static_cast<size_t>(b) == bi && static_cast<size_t>(s) == si) carry[i].weight = w;
+      }
+    }
+  }
+  admin_.clear();
+  weights_.clear();
+  successor_ = make(carry);
+  return successor_;
 }
 
 std::vector<std::vector<AdminState>> HealthManager::adminStates() const {

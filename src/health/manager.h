@@ -58,6 +58,11 @@ class HealthManager : public TimerHandler {
   void stop();
   // Call after stop(): the state to carry into the manager of a reloaded config.
   std::vector<ServerMemo> memo() const;
+  // Config reload: stops this manager and builds its successor with make(memo) in one step. The
+  // admin actions still sent here afterwards (the admin API may hold the old generation a moment
+  // longer) go to the successor, and those sent before are in the memo: none is lost.
+  std::shared_ptr<HealthManager> handOver(
+      const std::function<std::shared_ptr<HealthManager>(const std::vector<ServerMemo>&)>& make);
 
   // Thread-safe: a worker saw `consecutive_failures` failed tries in a row on this server.
   void reportFailureStreak(int backend, int server);
@@ -125,6 +130,7 @@ class HealthManager : public TimerHandler {
   std::vector<std::tuple<int, int, AdminState>> admin_;
   std::vector<std::tuple<int, int, uint32_t>> weights_;
   std::vector<std::vector<AdminState>> admin_states_;  // copy for adminStates()
+  std::shared_ptr<HealthManager> successor_;           // set by handOver(): admin actions go there
   std::vector<std::vector<std::unique_ptr<ServerCounters>>> counters_;
   std::shared_ptr<const HealthView> current_;
 };

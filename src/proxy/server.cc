@@ -99,12 +99,10 @@ Result<std::shared_ptr<Snapshot>> Server::prepare(std::shared_ptr<const config::
     next[key] = sockets_.contains(key) ? sockets_[key] : bound[key];
   }
   sockets_ = std::move(next);  // dropped addresses: their sockets are closed by the workers
-  std::vector<health::ServerMemo> carry;
-  if (old && old->health) {
-    old->health->stop();
-    carry = old->health->memo();
-  }
-  snap->health = std::make_shared<health::HealthManager>(cfg, events_, carry);
+  auto make = [&](const std::vector<health::ServerMemo>& carry) {
+    return std::make_shared<health::HealthManager>(cfg, events_, carry);
+  };
+  snap->health = old && old->health ? old->health->handOver(make) : make({});
   return snap;
 }
 

@@ -153,5 +153,40 @@ TEST(HealthManager, VerdictsOfUnchangedServersSurviveAReload) {
   EXPECT_EQ(memo[0].admin, AdminState::kDraining);
 }
 
+// An admin action must not fall between the generations of a config reload: one sent to the old
+// manager after its loop stopped is carried in the memo, one sent after the hand-over is
+// forwarded to the successor (the admin API may still hold the old generation).
+TEST(HealthManager, AdminActionsDuringAReloadReachTheNextGeneration) {
+  ListeningSocket a, b;
+  auto cfg = std::make_shared<const config::Config>(makeConfig(a.port, b.port));
+  EventLog events;
+  auto old_m = std::make_shared<HealthManager>(cfg, events);
+  old_m->start([](std::shared_ptr<const HealthView>) {});
+  old_m->stop();  // the reload has begun: the old loop is gone
+  ASSERT_TRUE(old_m->setAdminState("app", "up", AdminState::kDraining));
+  ASSERT_TRUE(old_m->setWeight("app", "up", 7));
+
+  auto next = old_m->handOver([&](const std::vector<ServerMemo>& carry) {
+    return std::make_shared<HealthManager>(cfg, events, carry);
+  });
+  ASSERT_TRUE(next);
+  auto v = next->current();
+  EXPECT_TRUE(v->backends[0].servers[0].draining);
+  EXPECT_EQ(v->backends[0].servers[0].weight, 7);
+
+  // After the hand-over: forwarded, and answered by the successor's config.
+  EXPECT_TRUE(old_m->setAdminState("app", "down", AdminState::kDisabled));
+  EXPECT_EQ(next->adminStates()[0][1], AdminState::kDisabled);
+  EXPECT_FALSE(old_m->setAdminState("app", "nonexistent", AdminState::kDisabled));
+  Views views;
+  next->start([&](std::shared_ptr<const HealthView> view) { views.put(std::move(view)); });
+  EXPECT_TRUE(old_m->setWeight("app", "down", 3));
+  EXPECT_TRUE(views.waitFor([](const HealthView& hv) {
+    const auto& sv = hv.backends[0].servers[1];
+    return sv.disabled && sv.weight == 3;
+  })) << "the forwarded actions never reached the successor's view";
+  next->stop();
+}
+
 }  // namespace
 }  // namespace tandem::health
