@@ -14,7 +14,12 @@
 //    kMaxChunkLineBytes, the trailer section at most kMaxTrailerBytes.
 //  - Trailer fields are validated like header fields (token name, no whitespace before ':', no
 //    control characters but HTAB in the value, no obs-fold).
+//  - A trailer field that frames or routes the message (Content-Length, Transfer-Encoding, Host)
+//    is an error: RFC 9110 §6.5.1 forbids sending them there and lets a recipient treat them as
+//    one, and a peer that merges trailers into the header section would act on them.
 #include <algorithm>
+#include <iterator>
+#include <string_view>
 
 #include "http/chars.h"
 #include "http/parser.h"
@@ -25,6 +30,9 @@ namespace {
 constexpr uint32_t kMaxChunkLineBytes = 4096;
 constexpr uint32_t kMaxTrailerBytes = 16384;
 constexpr uint32_t kMaxSizeDigits = 16;
+
+constexpr std::string_view kForbiddenTrailers[] = {"content-length", "transfer-encoding", "host"};
+static_assert(std::size(kForbiddenTrailers) <= 8, "name_match_ has 8 bits");
 
 inline uint64_t hexValue(unsigned char c) {
   if (c <= '9') return c - '0';
@@ -38,6 +46,23 @@ using detail::kHexChar;
 using detail::kQdTextChar;
 using detail::kTchar;
 using detail::kWsChar;
+
+void ChunkedDecoder::matchTrailerName(unsigned char c) {
+  // The names are lowercase letters and '-'; no other tchar becomes one of those with | 0x20.
+  const unsigned char lc = c | 0x20;
+  for (size_t i = 0; i < std::size(kForbiddenTrailers); ++i) {
+    const std::string_view name = kForbiddenTrailers[i];
+    if (name_len_ >= name.size() || name[name_len_] != lc) name_match_ &= ~(1u << i);
+  }
+  if (name_len_ < 255) ++name_len_;
+}
+
+bool ChunkedDecoder::forbiddenTrailerName() const {
+  for (size_t i = 0; i < std::size(kForbiddenTrailers); ++i) {
+    if ((name_match_ & (1u << i)) && kForbiddenTrailers[i].size() == name_len_) return true;
+  }
+  return false;
+}
 
 ChunkedDecoder::Step ChunkedDecoder::feed(std::string_view in) {
   Step step;
@@ -161,13 +186,18 @@ ChunkedDecoder::Step ChunkedDecoder::feed(std::string_view in) {
           } else {
             ok = is(c, kTchar);  // rejects obs-fold (SP/HTAB) and an empty name
             s_ = S::kTrailerName;
+            name_len_ = 0;
+            name_match_ = 0xff;
+            matchTrailerName(c);
           }
           break;
         case S::kTrailerName:
           if (c == ':') {
+            ok = !forbiddenTrailerName();
             s_ = S::kTrailerValue;
           } else {
             ok = is(c, kTchar);
+            matchTrailerName(c);
           }
           break;
         case S::kTrailerValue:

@@ -17,20 +17,20 @@ enum class ParseStatus : uint8_t { kIncomplete, kDone, kError };
 
 enum class ParseError : uint8_t {
   kNone,
-  kHeadTooLarge,          // request line + headers over the limit (431 for requests)
-  kBadRequestLine,        // method/target/version malformed
+  kHeadTooLarge,    // request line + headers over the limit (431 for requests)
+  kBadRequestLine,  // method/target/version malformed
   kBadStatusLine,
-  kUnsupportedVersion,    // not HTTP/1.0 or HTTP/1.1 (505)
-  kBadHeaderName,         // empty, non-token chars, or whitespace before the colon
-  kBadHeaderValue,        // control characters (except HTAB) in a value
-  kObsFold,               // a header line starting with SP/HTAB
-  kBareCrOrLf,            // CR not followed by LF, or LF not preceded by CR
-  kTooManyHeaders,        // over kMaxHeaders (431 for requests)
-  kBadContentLength,      // not 1*DIGIT, overflow, or several differing values
+  kUnsupportedVersion,  // not HTTP/1.0 or HTTP/1.1 (505)
+  kBadHeaderName,       // empty, non-token chars, or whitespace before the colon
+  kBadHeaderValue,      // control characters (except HTAB) in a value
+  kObsFold,             // a header line starting with SP/HTAB
+  kBareCrOrLf,          // CR not followed by LF, or LF not preceded by CR
+  kTooManyHeaders,      // over kMaxHeaders (431 for requests)
+  kBadContentLength,    // not 1*DIGIT, overflow, or several differing values
   kContentLengthAndTransferEncoding,
-  kBadTransferEncoding,   // chunked not last (request), unknown coding, chunked twice
-  kMissingHost,           // HTTP/1.1 request without exactly one Host
-  kBadChunk,              // chunked body: bad size, extension, missing CRLF, bad trailer
+  kBadTransferEncoding,  // chunked not last (request), unknown coding, chunked twice
+  kMissingHost,          // HTTP/1.1 request without exactly one Host
+  kBadChunk,             // chunked body: bad size, extension, missing CRLF, bad trailer
 };
 
 // HTTP status the proxy should answer for a request-side error.
@@ -59,7 +59,7 @@ struct MessageHead {
   uint8_t version_minor = 1;  // HTTP/1.x
   BodyKind body = BodyKind::kNone;
   uint64_t content_length = 0;
-  bool keep_alive = true;       // from version + Connection: close/keep-alive
+  bool keep_alive = true;           // from version + Connection: close/keep-alive
   bool connection_upgrade = false;  // Connection contains the "upgrade" token
   std::string_view upgrade;         // Upgrade header value, if any
   // Indices into headers[] of hop-by-hop headers that a proxy must not forward: Connection,
@@ -74,13 +74,24 @@ struct MessageHead {
   const Header* find(std::string_view name) const;
 };
 
-enum class Method : uint8_t { kGet, kHead, kPost, kPut, kDelete, kOptions, kTrace, kConnect, kPatch, kOther };
+enum class Method : uint8_t {
+  kGet,
+  kHead,
+  kPost,
+  kPut,
+  kDelete,
+  kOptions,
+  kTrace,
+  kConnect,
+  kPatch,
+  kOther
+};
 
 struct RequestHead : MessageHead {
   std::string_view method_text;
   Method method = Method::kOther;
-  std::string_view target;  // origin-form or absolute-form as received
-  std::string_view host;    // Host header value
+  std::string_view target;       // origin-form or absolute-form as received
+  std::string_view host;         // Host header value
   bool expect_continue = false;  // Expect: 100-continue
 };
 
@@ -154,6 +165,11 @@ class ChunkedDecoder {
   uint32_t size_digits_ = 0;
   uint32_t line_bytes_ = 0;  // bytes of the current chunk line, or of the whole trailer section
   uint64_t data_bytes_ = 0;
+  // The trailer field name being read, matched byte by byte against the names forbidden there.
+  uint8_t name_len_ = 0;
+  uint8_t name_match_ = 0;  // bit i: still equal to a prefix of kForbiddenTrailers[i]
+  void matchTrailerName(unsigned char c);
+  bool forbiddenTrailerName() const;
 };
 
 // True if `c` is a tchar (RFC 9110 token character).

@@ -112,6 +112,12 @@ CHUNK = [("chunk_size_not_hex", b"zz\r\nhello\r\n0\r\n\r\n", False),
          ("chunk_data_bare_lf", b"5\r\nhello\n0\r\n\r\n", True),
          ("trailer_bad_name", b"5\r\nhello\r\n0\r\nX Bad: t\r\n\r\n", True),
          ("trailer_obs_fold", b"5\r\nhello\r\n0\r\nX-T: a\r\n b\r\n\r\n", True),
+         # framing and routing fields in trailers (RFC 9110 §6.5.1), which a backend that merges
+         # trailers into the header section would act on
+         ("trailer_content_length", b"5\r\nhello\r\n0\r\nContent-Length: 50\r\n\r\n", True),
+         ("trailer_transfer_encoding", b"5\r\nhello\r\n0\r\nTransfer-Encoding: chunked\r\n\r\n",
+          True),
+         ("trailer_host", b"5\r\nhello\r\n0\r\nHost: internal.test\r\n\r\n", True),
          # "Funky chunks" (Kallus, 2025): line terminators inside chunk extensions, which
          # lenient parsers end at different places (TERM.EXT / EXT.TERM)
          ("chunk_ext_bare_lf", b"5;a\nxx\r\nhello\r\n0\r\n\r\n", False),

@@ -157,6 +157,22 @@ TEST(ChunkedDecoder, BadTrailers) {
   EXPECT_TRUE(rejects("0\r\nX: " + std::string(20000, 'v') + "\r\n\r\n"));  // bounded section
 }
 
+// Framing and routing fields are forbidden in trailers (RFC 9110 §6.5.1): an error in any case and
+// however the input is split, while names that only share a prefix with them pass.
+TEST(ChunkedDecoder, FramingFieldsInTrailersAreErrors) {
+  for (const char* body : {"0\r\nContent-Length: 5\r\n\r\n", "0\r\ncontent-length:5\r\n\r\n",
+                           "0\r\nX-A: 1\r\nTRANSFER-ENCODING: chunked\r\n\r\n",
+                           "0\r\nHost: evil.test\r\n\r\n", "3\r\nabc\r\n0\r\nhOsT:\r\n\r\n"}) {
+    EXPECT_TRUE(rejects(body)) << body;
+    expectSplitIndependent(body);
+  }
+  for (const char* body :
+       {"0\r\nContent-Length-X: 5\r\n\r\n", "0\r\nContent-Lengt: 5\r\n\r\n",
+        "0\r\nHosts: a\r\n\r\n", "0\r\nX-Host: a\r\n\r\n", "0\r\nX: Content-Length\r\n\r\n"}) {
+    EXPECT_TRUE(accepts(body)) << body;
+  }
+}
+
 TEST(ChunkedDecoder, ErrorReportsTheOffendingOffset) {
   ChunkedDecoder d;
   auto step = d.feed("5\r\nhello\r\nz");
