@@ -68,7 +68,18 @@ SCENARIOS = {
                                 "64 connections", path="/", conns=64, close=True, tls=True),
     "tls-keepalive-64": dict(title="TLS: keep-alive, small response, 64 connections", path="/",
                              conns=64, close=False, tls=True),
+    # keepalive-64 through a per-client-IP rate limit set far above the offered load, so every
+    # request is counted and none refused: the cost of the limiter. Tandem `rate_limit` (memory
+    # store), HAProxy a stick table tracking http_req_rate, NGINX limit_req. Against keepalive-64
+    # it is each proxy's own overhead. "direct" has no limiter and is skipped.
+    "ratelimit-64": dict(title="keep-alive, small response, 64 connections, per-client rate "
+                               "limit never reached", path="/", conns=64, close=False,
+                         ratelimit=True),
 }
+# Listener variants: a scenario with one of these flags runs against that extra listener of each
+# proxy (see the configs in bench/conf); targets without it ("direct") get no row.
+VARIANTS = ("tls", "ratelimit")
+RATE_LIMIT_PER_S = 100_000_000  # far above anything one core can offer
 TLS_TLS13_SUITES = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 TLS_TLS12_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
                      "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
@@ -82,6 +93,11 @@ STOP_TIMEOUT = 10.0   # seconds between SIGTERM and SIGKILL
 
 class BenchError(Exception):
     pass
+
+
+def scenario_variant(scenario):
+    """The extra listener a scenario runs against ("tls", "ratelimit"), or None."""
+    return next((v for v in VARIANTS if scenario.get(v)), None)
 
 
 def log(msg=""):
@@ -332,7 +348,7 @@ class Bench:
             pem.write_text(crt.read_text() + key.read_text())
         return crt, key, pem
 
-    def tandem_config(self, port, backend_port, workers_auto, tls_port):
+    def tandem_config(self, port, backend_port, workers_auto, tls_port, rl_port):
         conf = self.tmp / "tandem.yaml"
         self.admin_port = free_port()
         crt, key, _ = self.tls_files()
@@ -340,7 +356,15 @@ class Bench:
                       ADMIN=f"admin: {{listen: 127.0.0.1:{self.admin_port}}}",
                       TLS_LISTENER=(f"  - {{name: bench_tls, listen: 127.0.0.1:{tls_port}, mode: http, "
                                     f"backend: app, limits: {{idle_timeout: 300s, max_connections: "
-                                    f"15000}}, tls: {{cert: {crt}, key: {key}}}}}"))
+                                    f"15000}}, tls: {{cert: {crt}, key: {key}}}}}"),
+                      RL_LISTENER=(f"  - {{name: bench_rl, listen: 127.0.0.1:{rl_port}, mode: http, "
+                                   f"backend: app_rl, limits: {{idle_timeout: 300s, "
+                                   f"max_connections: 15000}}}}"),
+                      RL_BACKEND=(f"  - name: app_rl\n"
+                                  f"    balance: round_robin\n"
+                                  f"    servers: [{{name: b1, address: 127.0.0.1:{backend_port}}}]\n"
+                                  f"    limits: {{max_idle_per_server: 1024}}\n"
+                                  f"    rate_limit: {{key: source_ip, rate: {RATE_LIMIT_PER_S}/s}}"))
         if self.args.tandem_tls is None:
             # Builds before TLS termination (a baseline run) reject `tls`: leave it out for them.
             render("tandem.yaml", conf, values)
@@ -364,6 +388,18 @@ class Bench:
                 self.args.tandem_admin = True
         if not self.args.tandem_admin:
             values["ADMIN"] = "# admin: not supported by this build"
+        if self.args.tandem_ratelimit is None:
+            render("tandem.yaml", conf, values)
+            try:
+                out = subprocess.run([self.args.tandem, "check", "-c", str(conf)],
+                                     capture_output=True, text=True, timeout=20)
+                self.args.tandem_ratelimit = not (out.returncode != 0 and
+                                                  "rate_limit" in out.stdout + out.stderr)
+            except (OSError, subprocess.TimeoutExpired):
+                self.args.tandem_ratelimit = True
+        if not self.args.tandem_ratelimit:
+            values["RL_LISTENER"] = "  # rate_limit: not supported by this build"
+            values["RL_BACKEND"] = ""
         return render("tandem.yaml", conf, values)
 
     def start_target(self, target, backend_port, workers_auto, pin):
@@ -372,10 +408,11 @@ class Bench:
             return None, backend_port
         port = free_port()
         tls_port = free_port()
+        rl_port = free_port()
         _, _, pem = self.tls_files()
         ncpu = os.cpu_count() or 2
         if target == "tandem":
-            conf = self.tandem_config(port, backend_port, workers_auto, tls_port)
+            conf = self.tandem_config(port, backend_port, workers_auto, tls_port, rl_port)
             argv = [self.args.tandem, "run", "-c", str(conf)]
             srv = Server("tandem", argv, self.tmp, pin=pin)
             srv.admin_port = self.admin_port if self.args.tandem_admin else None
@@ -384,6 +421,7 @@ class Bench:
                           dict(TMP=self.tmp, PORT=port, BACKEND_PORT=backend_port,
                                THREADS=ncpu if workers_auto else 1,
                                MAXCONN=self.args.idle_conns + 500, TLS_PORT=tls_port, TLS_PEM=pem,
+                               RL_PORT=rl_port, RL_RATE=RATE_LIMIT_PER_S,
                                TLS13_SUITES=TLS_TLS13_SUITES, TLS12_CIPHERS=TLS_TLS12_CIPHERS))
             srv = Server("haproxy", [HAPROXY, "-f", str(conf), "-db"], self.tmp, pin=pin)
         elif target == "nginx":
@@ -393,6 +431,7 @@ class Bench:
                                WORKERS=ncpu if workers_auto else 1,
                                REUSEPORT=" reuseport" if workers_auto else "",
                                TLS_PORT=tls_port, TLS_CERT=crt, TLS_KEY=key,
+                               RL_PORT=rl_port, RL_RATE=RATE_LIMIT_PER_S,
                                TLS13_SUITES=TLS_TLS13_SUITES, TLS12_CIPHERS=TLS_TLS12_CIPHERS))
             srv = Server("nginx", [NGINX, "-p", str(self.tmp), "-e",
                                    str(self.tmp / "proxy-nginx-startup.log"), "-c", str(conf),
@@ -400,13 +439,16 @@ class Bench:
         else:
             raise BenchError(f"unknown target {target}")
         srv.port = port
-        srv.tls_port = None
+        srv.variant_ports = {}
         self.start(srv)
         try:
             wait_ready(srv, port)
             if target != "tandem" or self.args.tandem_tls:
                 wait_ready(srv, tls_port, tls=True)
-                srv.tls_port = tls_port
+                srv.variant_ports["tls"] = tls_port
+            if target != "tandem" or self.args.tandem_ratelimit:
+                wait_ready(srv, rl_port)
+                srv.variant_ports["ratelimit"] = rl_port
         except BenchError:
             self.stop(srv)
             raise
@@ -799,9 +841,10 @@ def run_mode(args, mode, targets, scenarios):
                         srv, port = started[t]
                         if srv is not None and not srv.alive():
                             continue
-                        if SCENARIOS[s].get("tls"):
-                            port = getattr(srv, "tls_port", None)
-                            if port is None:  # direct (plain backend), or a build without TLS
+                        variant = scenario_variant(SCENARIOS[s])
+                        if variant:
+                            port = getattr(srv, "variant_ports", {}).get(variant)
+                            if port is None:  # direct (plain backend), or a build without it
                                 continue
                         try:
                             r = measure(t, srv, backend, port, SCENARIOS[s], args.duration, pin_load)
@@ -819,9 +862,9 @@ def run_mode(args, mode, targets, scenarios):
                 if srv is not None:
                     bench.stop(srv)
             for s in thr:
-                # TLS scenarios skip targets without TLS ("direct"): no row rather than "failed".
+                # Variant scenarios skip targets without it ("direct"): no row, not "failed".
                 meds = {t: (median_of(runs[s][t]) if runs[s][t] else None) for t in live
-                        if runs[s][t] or not SCENARIOS[s].get("tls")}
+                        if runs[s][t] or not scenario_variant(SCENARIOS[s])}
                 rat = scenario_ratios(meds)
                 mode_result["scenarios"][s] = {
                     "title": SCENARIOS[s]["title"], "connections": SCENARIOS[s]["conns"],
@@ -925,6 +968,7 @@ def parse_args(argv):
     args = p.parse_args(argv)
     args.tandem_admin = None  # does this tandem build accept `admin:`? (asked once, by `tandem check`)
     args.tandem_tls = None    # ... and `tls:` on a listener?
+    args.tandem_ratelimit = None  # ... and `rate_limit` on a backend?
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     for t in args.targets:
