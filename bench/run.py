@@ -348,6 +348,16 @@ class Bench:
             pem.write_text(crt.read_text() + key.read_text())
         return crt, key, pem
 
+    def tandem_accepts(self, conf, values, complaint):
+        """False if `tandem check` rejects the config with `complaint` in its message."""
+        render("tandem.yaml", conf, values)
+        try:
+            out = subprocess.run([self.args.tandem, "check", "-c", str(conf)],
+                                 capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired):
+            return True
+        return not (out.returncode != 0 and complaint in out.stdout + out.stderr)
+
     def tandem_config(self, port, backend_port, workers_auto, tls_port, rl_port):
         conf = self.tmp / "tandem.yaml"
         self.admin_port = free_port()
@@ -365,38 +375,18 @@ class Bench:
                                   f"    servers: [{{name: b1, address: 127.0.0.1:{backend_port}}}]\n"
                                   f"    limits: {{max_idle_per_server: 1024}}\n"
                                   f"    rate_limit: {{key: source_ip, rate: {RATE_LIMIT_PER_S}/s}}"))
+        # Older builds (baseline runs) may reject a feature: each is probed once with `tandem
+        # check`, and left out of the config if the build does not know it.
         if self.args.tandem_tls is None:
-            # Builds before TLS termination (a baseline run) reject `tls`: leave it out for them.
-            render("tandem.yaml", conf, values)
-            try:
-                out = subprocess.run([self.args.tandem, "check", "-c", str(conf)],
-                                     capture_output=True, text=True, timeout=20)
-                self.args.tandem_tls = not (out.returncode != 0 and
-                                            "'tls' is not supported" in out.stdout + out.stderr)
-            except (OSError, subprocess.TimeoutExpired):
-                self.args.tandem_tls = True
+            self.args.tandem_tls = self.tandem_accepts(conf, values, "'tls' is not supported")
         if not self.args.tandem_tls:
             values["TLS_LISTENER"] = "  # tls: not supported by this build"
         if self.args.tandem_admin is None:
-            render("tandem.yaml", conf, values)
-            try:
-                out = subprocess.run([self.args.tandem, "check", "-c", str(conf)],
-                                     capture_output=True, text=True, timeout=20)
-                self.args.tandem_admin = not (out.returncode != 0 and
-                                              "admin" in out.stdout + out.stderr)
-            except (OSError, subprocess.TimeoutExpired):
-                self.args.tandem_admin = True
+            self.args.tandem_admin = self.tandem_accepts(conf, values, "admin")
         if not self.args.tandem_admin:
             values["ADMIN"] = "# admin: not supported by this build"
         if self.args.tandem_ratelimit is None:
-            render("tandem.yaml", conf, values)
-            try:
-                out = subprocess.run([self.args.tandem, "check", "-c", str(conf)],
-                                     capture_output=True, text=True, timeout=20)
-                self.args.tandem_ratelimit = not (out.returncode != 0 and
-                                                  "rate_limit" in out.stdout + out.stderr)
-            except (OSError, subprocess.TimeoutExpired):
-                self.args.tandem_ratelimit = True
+            self.args.tandem_ratelimit = self.tandem_accepts(conf, values, "rate_limit")
         if not self.args.tandem_ratelimit:
             values["RL_LISTENER"] = "  # rate_limit: not supported by this build"
             values["RL_BACKEND"] = ""
