@@ -126,7 +126,7 @@ void HealthManager::stop() {
   if (!thread_.joinable()) return;
   {
     std::lock_guard<std::mutex> g(mu_);
-    admin_.emplace_back(-1, -1, AdminState::kEnabled);  // sentinel: stop the loop
+    stop_requested_ = true;  // the loop applies what was posted before, then stops
   }
   loop_.wake();
   thread_.join();
@@ -189,24 +189,13 @@ bool HealthManager::setWeight(const std::string& backend, const std::string& ser
 
 std::shared_ptr<HealthManager> HealthManager::handOver(
     const std::function<std::shared_ptr<HealthManager>(const std::vector<ServerMemo>&)>& make) {
-  stop();
+  stop();  // the loop thread is gone: this thread may apply what it left
   // Under mu_, so that an admin action lands either in the memo or in the successor.
   std::lock_guard<std::mutex> g(mu_);
-  std::vector<ServerMemo> carry = memo();
-  // Actions posted after the loop took its last mailbox: admin states are in admin_states_,
-  // weights still queued.
-  size_t i = 0;
-  for (size_t bi = 0; bi < backends_.size(); ++bi) {
-    for (size_t si = 0; si < backends_[bi].servers.size(); ++si, ++i) {
-      carry[i].admin = admin_states_[bi][si];
-      for (const auto& [b, s, w] : weights_) {
-        if (static_cast<size_t>(b) == bi && static_cast<size_t>(s) == si) carry[i].weight = w;
-      }
-    }
-  }
+  applyAdmin(admin_, weights_);  // posted after the loop took its last mailbox
   admin_.clear();
   weights_.clear();
-  successor_ = make(carry);
+  successor_ = make(memo());
   return successor_;
 }
 
@@ -219,11 +208,13 @@ void HealthManager::drainMailbox() {
   std::vector<std::pair<int, int>> reports;
   std::vector<std::tuple<int, int, AdminState>> admin;
   std::vector<std::tuple<int, int, uint32_t>> weights;
+  bool stop = false;
   {
     std::lock_guard<std::mutex> g(mu_);
     reports.swap(reports_);
     admin.swap(admin_);
     weights.swap(weights_);
+    stop = stop_requested_;
   }
   for (auto [b, s] : reports) {
     BackendState& bs = backends_[b];
@@ -234,11 +225,17 @@ void HealthManager::drainMailbox() {
          std::to_string(bs.cfg->passive.consecutive_failures) + " failures in a row, ejection #" +
              std::to_string(bs.outlier->timesEjected(static_cast<size_t>(s))));
   }
+  applyAdmin(admin, weights);
+  if (stop) {
+    loop_.stop();
+    return;
+  }
+  publish();
+}
+
+void HealthManager::applyAdmin(const std::vector<std::tuple<int, int, AdminState>>& admin,
+                               const std::vector<std::tuple<int, int, uint32_t>>& weights) {
   for (auto [b, s, state] : admin) {
-    if (b < 0) {
-      loop_.stop();
-      return;
-    }
     ServerState& ss = backends_[b].servers[s];
     if (ss.admin == state) continue;
     ss.admin = state;
@@ -252,7 +249,6 @@ void HealthManager::drainMailbox() {
          "admin request: weight " + std::to_string(weight) + " (configured " +
              std::to_string(backends_[b].cfg->servers[s].weight) + ")");
   }
-  publish();
 }
 
 bool HealthManager::healthy(const BackendState&, const ServerState& s) const {

@@ -109,6 +109,10 @@ class HealthManager : public TimerHandler {
   void scheduleProbe(int b, int s);
   void becameUp(int b, int s, const std::string& why);
   void drainMailbox();
+  // Admin actions taken from the mailbox, applied to the servers' state (the loop's, or the
+  // caller's once the loop has stopped).
+  void applyAdmin(const std::vector<std::tuple<int, int, AdminState>>& admin,
+                  const std::vector<std::tuple<int, int, uint32_t>>& weights);
   void housekeeping();
   void publish();
   std::shared_ptr<const HealthView> buildView();
@@ -131,6 +135,7 @@ class HealthManager : public TimerHandler {
   std::vector<std::tuple<int, int, uint32_t>> weights_;
   std::vector<std::vector<AdminState>> admin_states_;  // copy for adminStates()
   std::shared_ptr<HealthManager> successor_;           // set by handOver(): admin actions go there
+  bool stop_requested_ = false;                        // stop(): the loop ends after its mailbox
   std::vector<std::vector<std::unique_ptr<ServerCounters>>> counters_;
   std::shared_ptr<const HealthView> current_;
 };

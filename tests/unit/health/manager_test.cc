@@ -162,6 +162,10 @@ TEST(HealthManager, AdminActionsDuringAReloadReachTheNextGeneration) {
   EventLog events;
   auto old_m = std::make_shared<HealthManager>(cfg, events);
   old_m->start([](std::shared_ptr<const HealthView>) {});
+  // Posted just before the stop: the loop applies them in its last round (they used to be
+  // dropped when they shared that round with the stop request).
+  ASSERT_TRUE(old_m->setAdminState("app", "down", AdminState::kDraining));
+  ASSERT_TRUE(old_m->setWeight("app", "down", 5));
   old_m->stop();  // the reload has begun: the old loop is gone
   ASSERT_TRUE(old_m->setAdminState("app", "up", AdminState::kDraining));
   ASSERT_TRUE(old_m->setWeight("app", "up", 7));
@@ -173,6 +177,8 @@ TEST(HealthManager, AdminActionsDuringAReloadReachTheNextGeneration) {
   auto v = next->current();
   EXPECT_TRUE(v->backends[0].servers[0].draining);
   EXPECT_EQ(v->backends[0].servers[0].weight, 7);
+  EXPECT_TRUE(v->backends[0].servers[1].draining);
+  EXPECT_EQ(v->backends[0].servers[1].weight, 5);
 
   // After the hand-over: forwarded, and answered by the successor's config.
   EXPECT_TRUE(old_m->setAdminState("app", "down", AdminState::kDisabled));
