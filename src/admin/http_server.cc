@@ -274,13 +274,7 @@ Result<void> HttpServer::listen(const SockAddr& addr) {
   return {};
 }
 
-uint16_t HttpServer::port() const {
-  SockAddr a;
-  a.len = sizeof a.ss;
-  if (listen_fd_ < 0 || ::getsockname(listen_fd_, a.get(), &a.len) != 0) return 0;
-  if (a.family() == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(a.get())->sin_port);
-  return ntohs(reinterpret_cast<const sockaddr_in6*>(a.get())->sin6_port);
-}
+uint16_t HttpServer::port() const { return localPort(listen_fd_); }
 
 void HttpServer::onAccept() {
   for (;;) {

@@ -247,13 +247,7 @@ Result<void> PeerReplicator::Impl::bind() {
                   "cluster listener on " + opt.listen_host + ":" + std::to_string(opt.listen_port) +
                       ": " + errnoText(e));
     }
-    SockAddr bound;
-    bound.len = sizeof bound.ss;
-    if (::getsockname(fd.get(), bound.get(), &bound.len) == 0) {
-      port = ntohs(bound.family() == AF_INET
-                       ? reinterpret_cast<const sockaddr_in*>(bound.get())->sin_port
-                       : reinterpret_cast<const sockaddr_in6*>(bound.get())->sin6_port);
-    }
+    if (const uint16_t p = localPort(fd.get())) port = p;
     listen_fd = std::move(fd);
     acceptor.fn = [this] { onAccept(); };
     loop.add(listen_fd.get(), &acceptor, EPOLLIN | EPOLLET);
@@ -391,12 +385,9 @@ void PeerReplicator::Impl::onAccept() {
       ::close(fd);
       continue;
     }
-    const uint16_t from_port = ntohs(
-        from.family() == AF_INET ? reinterpret_cast<const sockaddr_in*>(from.get())->sin_port
-                                 : reinterpret_cast<const sockaddr_in6*>(from.get())->sin6_port);
     setNoDelay(fd);
-    auto* c =
-        new Conn(*this, fd, ipText(from) + ":" + std::to_string(from_port), false, -1, loop.now());
+    auto* c = new Conn(*this, fd, ipText(from) + ":" + std::to_string(portOf(from)), false, -1,
+                       loop.now());
     c->writable = true;
     conns.push_back(c);
     loop.add(fd, c);

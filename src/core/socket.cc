@@ -59,6 +59,19 @@ std::string_view ipBytes(const SockAddr& a) {
   return {};
 }
 
+uint16_t portOf(const SockAddr& a) {
+  if (a.family() == AF_INET6)
+    return ntohs(reinterpret_cast<const sockaddr_in6*>(a.get())->sin6_port);
+  return ntohs(reinterpret_cast<const sockaddr_in*>(a.get())->sin_port);
+}
+
+uint16_t localPort(int fd) {
+  SockAddr a;
+  a.len = sizeof a.ss;
+  if (fd < 0 || ::getsockname(fd, a.get(), &a.len) != 0) return 0;
+  return portOf(a);
+}
+
 Result<int> listenOn(const SockAddr& addr, int backlog, bool freebind) {
   UniqueFd fd(::socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (!fd) return fail(ErrorSource::kInternal, errno, std::string("socket: ") + strerror(errno));
@@ -70,7 +83,7 @@ Result<int> listenOn(const SockAddr& addr, int backlog, bool freebind) {
   }
   setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   // Accepted sockets inherit it (Linux): one setsockopt per listener instead of per connection.
-  setsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  setNoDelay(fd.get());
   if (setsockopt(fd.get(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
     return fail(ErrorSource::kInternal, errno, std::string("SO_REUSEPORT: ") + strerror(errno));
   }

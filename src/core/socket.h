@@ -23,6 +23,10 @@ struct SockAddr {
 Result<SockAddr> parseAddress(std::string_view host, uint16_t port);
 // The IP as text ("127.0.0.1", "::1"), without the port.
 std::string ipText(const SockAddr& a);
+// The port, in host order.
+uint16_t portOf(const SockAddr& a);
+// The local port a socket is bound to; 0 if it cannot be read.
+uint16_t localPort(int fd);
 // Raw address bytes (4 or 16), for hashing.
 std::string_view ipBytes(const SockAddr& a);
 

@@ -28,6 +28,9 @@ TEST(Socket, AcceptedConnectionsInheritNoDelayFromTheListener) {
   SockAddr bound;
   bound.len = sizeof bound.ss;
   ASSERT_EQ(getsockname(listener.get(), bound.get(), &bound.len), 0);
+  EXPECT_NE(portOf(bound), 0);
+  EXPECT_EQ(localPort(listener.get()), portOf(bound));
+  EXPECT_EQ(localPort(-1), 0);
 
   auto c = connectNonBlocking(bound);
   ASSERT_TRUE(c) << c.error().message;
